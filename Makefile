@@ -1,0 +1,76 @@
+# o11y-box developer entry points. `make test` needs nothing but this machine's toolchains:
+# it creates the venv, installs Python deps, obtains the native stack components (cached under
+# $(O11Y_CACHE)) and runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export O11Y_CACHE ?= $(HOME)/.cache/o11y-box
+export OTEL_SEMCONV_STABILITY_OPT_IN ?= http
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps native-deps test test-unit test-service test-stack run partner \
+        stack-native dashboards dashboards-check dashboards-push doctor bench bench-quick lint clean
+
+help:
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create the virtualenv with runtime + dev deps
+
+system-deps: ## Debian packages the tests need (Postgres server, wrk)
+	@bash scripts/system_deps.sh
+
+native-deps: venv ## build/fetch the native stack components into $(O11Y_CACHE)
+	$(PY) -m scripts.native.obtain all
+
+test: venv system-deps native-deps ## install everything and run the whole suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## fast tests only (no servers)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-service: venv system-deps ## service tests against a harness-started real Postgres
+	$(PY) -m pytest tests/service $(PYTEST_ARGS)
+
+test-stack: venv system-deps native-deps ## native stack e2e
+	$(PY) -m pytest tests/stack tests/static $(PYTEST_ARGS)
+
+run: venv ## run the sample service locally (needs Postgres at O11Y_DATABASE_URL)
+	$(PY) -m sample_service
+
+partner: venv ## run the partner API locally
+	$(PY) -m sample_service.partner
+
+stack-native: venv system-deps native-deps ## the whole stack without Docker, same configs as compose
+	$(PY) -m scripts.native.run up
+
+dashboards: venv ## regenerate dashboards/json/*.json
+	$(PY) -m dashboards.build
+
+dashboards-check: venv ## fail when committed dashboard JSON differs from the generator
+	$(PY) -m dashboards.build --check
+
+dashboards-push: venv ## push dashboards to a Grafana: GRAFANA_URL, GRAFANA_TOKEN
+	$(PY) -m scripts.push_dashboards
+
+doctor: venv ## prove every dashboard panel returns data against live backends
+	$(PY) -m scripts.dashboard_doctor
+
+bench: venv system-deps ## interleaved A/B overhead benchmark (see docs/performance.md)
+	$(PY) -m benchmarks.run
+
+bench-quick: venv system-deps ## the benchmark harness in its quick mode
+	$(PY) -m benchmarks.run --quick
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy sample_service dashboards scripts
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
