@@ -71,6 +71,9 @@ class L:
     STATUS_CODE = "status_code"
     CLIENT = "client"
     SERVER = "server"
+    # on the OTel SDK's self-metrics (which processor/exporter instance)
+    COMPONENT_TYPE = "otel_component_type"
+    COMPONENT_NAME = "otel_component_name"
 
 
 # --- semconv attribute keys (span / log attributes) --------------------------------------------
@@ -170,43 +173,47 @@ DECISION_EVENTS = Metric(
 )
 
 # --- OTel SDK self-observability (semconv otel.sdk.*) ----------------------------------------
+# Names and label keys as the Python SDK 1.45 really emits them (checked by
+# tests/unit/test_telemetry_sdk_metrics.py). Exporter series also carry server_address/server_port.
+_SDK = (L.COMPONENT_TYPE, L.COMPONENT_NAME)
+_SDK_ERR = (*_SDK, L.ERROR_TYPE)
 SDK_SPAN_QUEUE_SIZE = Metric(
     "otel.sdk.processor.span.queue.size", "otel_sdk_processor_span_queue_size", Kind.GAUGE, "{span}",
-    "Spans waiting in the batch processor queue.", source="sdk",
+    "Spans waiting in the batch processor queue.", _SDK, source="sdk",
 )
 SDK_SPAN_QUEUE_CAPACITY = Metric(
     "otel.sdk.processor.span.queue.capacity", "otel_sdk_processor_span_queue_capacity", Kind.GAUGE,
-    "{span}", "Capacity of the batch span processor queue.", source="sdk",
+    "{span}", "Capacity of the batch span processor queue.", _SDK, source="sdk",
 )
 SDK_SPAN_PROCESSED = Metric(
     "otel.sdk.processor.span.processed", "otel_sdk_processor_span_processed_total", Kind.COUNTER, "{span}",
-    "Spans handed on by the processor; error_type set when dropped.", (L.ERROR_TYPE,), source="sdk",
+    "Spans handed on by the processor; error_type set when dropped.", _SDK_ERR, source="sdk",
 )
 SDK_LOG_QUEUE_SIZE = Metric(
     "otel.sdk.processor.log.queue.size", "otel_sdk_processor_log_queue_size", Kind.GAUGE, "{log_record}",
-    "Log records waiting in the batch processor queue.", source="sdk",
+    "Log records waiting in the batch processor queue.", _SDK, source="sdk",
 )
 SDK_LOG_QUEUE_CAPACITY = Metric(
     "otel.sdk.processor.log.queue.capacity", "otel_sdk_processor_log_queue_capacity", Kind.GAUGE,
-    "{log_record}", "Capacity of the batch log processor queue.", source="sdk",
+    "{log_record}", "Capacity of the batch log processor queue.", _SDK, source="sdk",
 )
 SDK_LOG_PROCESSED = Metric(
     "otel.sdk.processor.log.processed", "otel_sdk_processor_log_processed_total", Kind.COUNTER,
-    "{log_record}", "Log records handed on by the processor; error_type set when dropped.", (L.ERROR_TYPE,),
+    "{log_record}", "Log records handed on by the processor; error_type set when dropped.", _SDK_ERR,
     source="sdk",
 )
 SDK_EXPORT_DURATION = Metric(
     "otel.sdk.exporter.operation.duration", "otel_sdk_exporter_operation_duration_seconds",
-    Kind.HISTOGRAM, "s", "Duration of export calls by signal; error_type set on failure.",
-    ("otel_signal", L.ERROR_TYPE), source="sdk",
+    Kind.HISTOGRAM, "s", "Duration of export calls (signal: otel_component_type); error_type set on failure.",
+    _SDK_ERR, source="sdk",
 )
 SDK_SPANS_EXPORTED = Metric(
     "otel.sdk.exporter.span.exported", "otel_sdk_exporter_span_exported_total", Kind.COUNTER, "{span}",
-    "Spans the exporter sent; error_type set when they failed.", (L.ERROR_TYPE,), source="sdk",
+    "Spans the exporter sent; error_type set when they failed.", _SDK_ERR, source="sdk",
 )
 SDK_LOGS_EXPORTED = Metric(
     "otel.sdk.exporter.log.exported", "otel_sdk_exporter_log_exported_total", Kind.COUNTER, "{log_record}",
-    "Log records the exporter sent; error_type set when they failed.", (L.ERROR_TYPE,), source="sdk",
+    "Log records the exporter sent; error_type set when they failed.", _SDK_ERR, source="sdk",
 )
 
 # --- collector spanmetrics connector (per-function span latency) -----------------------------
@@ -252,3 +259,32 @@ def all_metrics() -> list[Metric]:
 
 def service_metrics() -> list[Metric]:
     return [m for m in all_metrics() if m.source == "service"]
+
+
+# --- where the signals land: fixed names shared by Grafana provisioning, dashboards and tests ---
+class DatasourceUID:
+    PROMETHEUS = "o11y-prometheus"
+    TEMPO = "o11y-tempo"
+    OPENSEARCH = "o11y-opensearch"
+
+
+LOGS_INDEX = "o11y-logs"  # collector opensearch exporter `logs_index`; template in stack/opensearch/
+TRACES_INDEX = "o11y-traces"
+
+
+class LogField:
+    """Field paths of a log document as the collector's opensearch exporter (SS4O mode) writes it.
+
+    Verified against the real exporter + OpenSearch by tests/stack; fix here if the exporter changes.
+    """
+
+    TIMESTAMP = "@timestamp"
+    TRACE_ID = "traceId"
+    SPAN_ID = "spanId"
+    BODY = "body"
+    SEVERITY_TEXT = "severity.text"
+    SERVICE_NAME = "resource.service.name"
+    ROUTE = f"attributes.{A.HTTP_ROUTE}"
+    METHOD = f"attributes.{A.HTTP_METHOD}"
+    STATUS = f"attributes.{A.HTTP_STATUS}"
+    DURATION_S = f"attributes.{A.DURATION_S}"

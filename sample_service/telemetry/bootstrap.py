@@ -1,0 +1,277 @@
+"""``setup_telemetry(settings)`` → ``Telemetry``: the one object the service holds for all signals."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+import prometheus_client
+from opentelemetry import propagate
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import NoOpTracer, Tracer
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from sample_service.settings import Settings
+from sample_service.telemetry import providers
+from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetryMiddleware
+from sample_service.telemetry.logs import ACCESS_LOGGER, LogPipeline
+from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics
+from sample_service.telemetry.sdk_metrics import SdkSelfMetrics
+from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer
+
+if TYPE_CHECKING:
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from sample_service.telemetry.db import EngineInstrumentation, PoolsCollector
+
+_log = logging.getLogger(__name__)
+TRACER_NAME = "sample_service"
+
+
+class Telemetry:
+    """Providers, registry and instruments of one service process. Build it with ``setup_telemetry``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry,
+        tracer_provider: TracerProvider | None = None,
+        logger_provider: LoggerProvider | None = None,
+        self_metrics: SdkSelfMetrics | None = None,
+        metrics: ServiceMetrics | NoOpServiceMetrics | None = None,
+        log_pipeline: LogPipeline | None = None,
+        exporters: Iterable[Any] = (),
+    ) -> None:
+        self.settings = settings
+        self.enabled = settings.telemetry_enabled
+        self.registry = registry
+        self.tracer_provider = tracer_provider
+        self.logger_provider = logger_provider
+        self._self_metrics = self_metrics
+        self.meter_provider = self_metrics.meter_provider if self_metrics is not None else None
+        self.metrics = metrics if metrics is not None else NoOpServiceMetrics()
+        self.tracer: Tracer = (
+            providers.tracer_for(tracer_provider, TRACER_NAME, providers.service_version())
+            if tracer_provider is not None
+            else NoOpTracer()
+        )
+        self._log_pipeline = log_pipeline
+        self._exporters = tuple(exporters)
+        self._engines: list[EngineInstrumentation] = []
+        self._pools: PoolsCollector | None = None
+        self._shut_down = False
+
+    # --- tracing helpers ---------------------------------------------------------------------
+    @property
+    def tracing(self) -> bool:
+        return self.tracer_provider is not None
+
+    @contextlib.contextmanager
+    def span(self, name: str, attributes: dict[str, Any] | None = None) -> Iterator[Any]:
+        """An internal span under the current one (a no-op span when tracing is off)."""
+        with self.tracer.start_as_current_span(name, attributes=attributes) as current:
+            yield current
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        """Make ``@traced`` functions record spans outside a request (start-up work, scripts).
+
+        Inside requests the server middleware does this; tasks spawned there inherit it.
+        """
+        if not self.tracing:
+            yield
+            return
+        token = set_active_tracer(self.tracer)
+        try:
+            yield
+        finally:
+            reset_active_tracer(token)
+
+    # --- instrumentation ---------------------------------------------------------------------
+    def instrument_app(self, app: Any, excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS) -> None:
+        """Add the server middleware (outermost of the user middleware). Call before the app starts."""
+        if not self.enabled:
+            return
+        app.add_middleware(
+            ServerTelemetryMiddleware,
+            tracer=self.tracer if self.tracing else None,
+            metrics=self.metrics,
+            propagator=propagate.get_global_textmap(),  # honours OTEL_PROPAGATORS
+            access_logger=logging.getLogger(ACCESS_LOGGER) if self._log_pipeline is not None else None,
+            excluded_paths=excluded_paths,
+        )
+
+    def instrument_engine(self, engine: AsyncEngine, pool_name: str) -> EngineInstrumentation | None:
+        if not self.enabled:
+            return None
+        from sample_service.telemetry.db import EngineInstrumentation, PoolsCollector
+
+        pools = None
+        if isinstance(self.metrics, ServiceMetrics):
+            if self._pools is None:
+                self._pools = PoolsCollector()
+                self.registry.register(self._pools)
+            pools = self._pools
+        # A second engine under the same pool name (the app's lifespan ran again) replaces the first.
+        for previous in [e for e in self._engines if e.pool_name == pool_name]:
+            previous.uninstrument()
+            self._engines.remove(previous)
+        instrumentation = EngineInstrumentation(
+            engine, pool_name, tracer_provider=self.tracer_provider, metrics=self.metrics, pools=pools
+        )
+        self._engines.append(instrumentation)
+        return instrumentation
+
+    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
+        if not self.enabled:
+            return
+        from sample_service.telemetry.httpx_client import instrument_client
+
+        instrument_client(
+            client,
+            tracer=self.tracer if self.tracing else None,
+            metrics=self.metrics,
+            propagator=propagate.get_global_textmap(),
+        )
+
+    # --- metrics endpoint -------------------------------------------------------------------
+    def metrics_response(self, accept_header: str | None) -> tuple[bytes, str]:
+        """The /metrics body and content type: OpenMetrics (with exemplars) when the scraper asks."""
+        encoder, content_type = choose_encoder(accept_header or "")
+        return encoder(self.registry), content_type
+
+    # --- shutdown -----------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Flush what is queued and stop, returning within ``settings.shutdown_timeout_s``.
+
+        The batch processors' own shutdown joins their worker for up to 30 s, and an export to
+        an unreachable collector retries until its timeout. So each provider shuts down on its
+        own thread; if they are not done at 80 % of the budget we shut the exporters down, which
+        aborts their retry back-off; at the deadline we return regardless (the threads are
+        daemons and cannot hold the process).
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        if self._log_pipeline is not None:
+            # Drain records into the OTel log processor before it shuts down; a share of the budget.
+            self._log_pipeline.close(timeout_s=self.settings.shutdown_timeout_s * 0.2)
+        for instrumentation in self._engines:
+            instrumentation.uninstrument()
+        workers = [
+            _start_daemon(provider.shutdown, f"o11y-shutdown-{kind}")
+            for kind, provider in (("traces", self.tracer_provider), ("logs", self.logger_provider))
+            if provider is not None
+        ]
+        nudge_at = time.monotonic() + 0.8 * max(0.0, deadline - time.monotonic())
+        _join_all(workers, nudge_at)
+        if any(w.is_alive() for w in workers):
+            for exporter in self._exporters:
+                _start_daemon(exporter.shutdown, "o11y-shutdown-exporter")
+            _join_all(workers, deadline)
+        if self._self_metrics is not None:
+            self._self_metrics.shutdown()
+        if any(w.is_alive() for w in workers):
+            _log.warning(
+                "telemetry shutdown hit its %.1f s bound; unsent data dropped",
+                self.settings.shutdown_timeout_s,
+            )
+
+
+def _start_daemon(target: Callable[[], Any], name: str) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        except Exception:
+            _log.exception("error during telemetry shutdown (%s)", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _join_all(threads: list[threading.Thread], deadline: float) -> None:
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def setup_telemetry(
+    settings: Settings,
+    *,
+    span_exporter: SpanExporter | None = None,
+    log_exporter: LogRecordExporter | None = None,
+    registry: CollectorRegistry | None = None,
+    resource_attrs: dict[str, Any] | None = None,
+    log_stream: IO[bytes] | None = None,
+) -> Telemetry:
+    """Build every provider for one service process; nothing global is touched except as noted.
+
+    ``span_exporter``/``log_exporter``: None → OTLP exporters configured by the OTEL_* variables.
+    ``registry``: where /metrics reads from (a fresh one when None).
+    ``log_stream``: where the JSON log lines go (stdout when None and ``settings.log_json_stdout``).
+    """
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    if not settings.telemetry_enabled:
+        return Telemetry(settings, registry=registry)
+
+    # Process-wide exposition switch: ``*_created`` series double the series count for nothing
+    # a dashboard here uses.
+    prometheus_client.disable_created_metrics()
+    # The SDK reads this switch when a processor/exporter is built; on unless the operator said no.
+    os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+
+    resource = providers.build_resource(settings.service_name, settings.environment, resource_attrs)
+    self_metrics = SdkSelfMetrics(resource)
+    registry.register(self_metrics)
+    exporters: list[Any] = []
+
+    tracer_provider = None
+    if settings.traces_enabled:
+        if span_exporter is None:
+            span_exporter = providers.otlp_span_exporter(self_metrics.meter_provider)
+        exporters.append(span_exporter)
+        tracer_provider, _ = providers.build_tracer_provider(
+            resource, span_exporter, self_metrics.meter_provider
+        )
+
+    logger_provider = None
+    if settings.logs_enabled:
+        if log_exporter is None:
+            log_exporter = providers.otlp_log_exporter(self_metrics.meter_provider)
+        exporters.append(log_exporter)
+        logger_provider, _ = providers.build_logger_provider(
+            resource, log_exporter, self_metrics.meter_provider
+        )
+
+    log_pipeline = None
+    if settings.logs_enabled or settings.log_json_stdout:
+        log_pipeline = LogPipeline(
+            level=settings.log_level,
+            json_stdout=settings.log_json_stdout,
+            logger_provider=logger_provider,
+            stream=log_stream,
+        )
+
+    metrics = ServiceMetrics(registry) if settings.metrics_enabled else NoOpServiceMetrics()
+    return Telemetry(
+        settings,
+        registry=registry,
+        tracer_provider=tracer_provider,
+        logger_provider=logger_provider,
+        self_metrics=self_metrics,
+        metrics=metrics,
+        log_pipeline=log_pipeline,
+        exporters=exporters,
+    )

@@ -1,0 +1,209 @@
+"""SQLAlchemy: statement spans, statement duration, and the connection-pool metrics nobody else emits.
+
+Spans come from the contrib ``EngineTracer`` attached to ``engine.sync_engine`` only: instrumenting
+asyncpg as well would give every statement two spans. We construct ``EngineTracer`` directly rather
+than through ``SQLAlchemyInstrumentor().instrument(engine=…)``, which also patches
+``create_engine`` process-wide and can run only once per process.
+
+Pool metrics:
+* count{idle|used}, max, pending: read from the pool by a Collector at scrape time — free on the
+  request path;
+* wait_time, pending, timeouts: SQLAlchemy has no event for "checkout requested", so we wrap the
+  pool's ``_do_get`` (the call that blocks while the pool is exhausted: with an
+  AsyncAdaptedQueuePool it awaits an asyncio queue inside SQLAlchemy's greenlet bridge) and time
+  it; ``sqlalchemy.exc.TimeoutError`` out of it is a pool timeout. ``engine.dispose()`` swaps in a
+  new pool, so the wrap is re-applied on ``engine_disposed``. ``_do_get`` is private API — pinned
+  by the sqlalchemy<2.2 dependency and covered by tests;
+* use_time: ``checkout`` → ``checkin`` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.metrics import NoOpMeterProvider
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+
+from sample_service.telemetry import catalog as c
+from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
+from sample_service.telemetry.providers import tracer_for
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.pool import Pool
+
+_CHECKOUT_AT = "o11y.checkout_at"
+_STARTED_AT = "_o11y_started_at"
+_SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
+
+
+@lru_cache(maxsize=1024)
+def operation_name(statement: str) -> str:
+    """``"SELECT"`` for ``"SELECT …"``; statements are few and repeat, so the split is cached."""
+    head = statement.lstrip().split(None, 1)
+    return head[0].upper() if head else ""
+
+
+class PoolsCollector(Collector):
+    """db.client.connection.{count,max,pending_requests} of every instrumented pool, read from the
+    live pools at scrape time. One per registry: a family name may be registered only once."""
+
+    def __init__(self) -> None:
+        self._pools: dict[str, EngineInstrumentation] = {}
+
+    def add(self, instrumentation: EngineInstrumentation) -> None:
+        self._pools[instrumentation.pool_name] = instrumentation
+
+    def remove(self, instrumentation: EngineInstrumentation) -> None:
+        if self._pools.get(instrumentation.pool_name) is instrumentation:
+            del self._pools[instrumentation.pool_name]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        count = GaugeMetricFamily(
+            c.DB_CONN_COUNT.prom, c.DB_CONN_COUNT.description, labels=c.DB_CONN_COUNT.labels
+        )
+        maximum = GaugeMetricFamily(
+            c.DB_CONN_MAX.prom, c.DB_CONN_MAX.description, labels=c.DB_CONN_MAX.labels
+        )
+        pending = GaugeMetricFamily(
+            c.DB_CONN_PENDING.prom, c.DB_CONN_PENDING.description, labels=c.DB_CONN_PENDING.labels
+        )
+        for name, inst in list(self._pools.items()):
+            pool = inst.sync_engine.pool
+            if hasattr(pool, "checkedout") and hasattr(pool, "checkedin"):
+                count.add_metric([name, "used"], pool.checkedout())
+                count.add_metric([name, "idle"], pool.checkedin())
+            overflow = getattr(pool, "_max_overflow", None)
+            if hasattr(pool, "size") and overflow is not None and overflow >= 0:
+                maximum.add_metric([name], pool.size() + overflow)
+            pending.add_metric([name], inst.pending)
+        yield count
+        yield maximum
+        yield pending
+
+
+class EngineInstrumentation:
+    """Everything attached to one engine; ``uninstrument()`` removes the listeners it added."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine | Engine,
+        pool_name: str,
+        *,
+        tracer_provider: TracerProvider | None,
+        metrics: Any,
+        pools: PoolsCollector | None,
+    ) -> None:
+        self.sync_engine: Engine = getattr(engine, "sync_engine", engine)  # type: ignore[arg-type]
+        self.pool_name = pool_name
+        self.pending = 0
+        self._listeners: list[tuple[Any, str, Any]] = []
+        self._pools = pools
+        self._system = self.sync_engine.dialect.name  # "postgresql" is also the semconv value
+
+        if pools is not None:
+            self._wait = metrics.pool_wait.labels(pool_name)
+            self._use = metrics.pool_use.labels(pool_name)
+            self._timeouts = metrics.pool_timeouts.labels(pool_name)
+            self._metrics = metrics
+            # Ours first: after_cursor_execute listeners run in order, and EngineTracer's ends the
+            # span we want as the statement histogram's exemplar.
+            self._listen(self.sync_engine, "before_cursor_execute", self._before_execute)
+            self._listen(self.sync_engine, "after_cursor_execute", self._after_execute)
+            self._listen(self.sync_engine, "checkout", self._on_checkout)
+            self._listen(self.sync_engine, "checkin", self._on_checkin)
+            self._listen(self.sync_engine, "engine_disposed", lambda _engine: self._wrap_pool())
+            self._wrap_pool()
+            pools.add(self)
+
+        self._engine_tracer: EngineTracer | None = None
+        if tracer_provider is not None:
+            # The contrib tracer also counts connections through the OTel metrics SDK on every
+            # checkout/checkin; the pool Collector above covers that, so it gets a no-op counter.
+            usage = NoOpMeterProvider().get_meter(_SQLALCHEMY_SCOPE).create_up_down_counter("unused")
+            self._engine_tracer = EngineTracer(
+                tracer_for(tracer_provider, _SQLALCHEMY_SCOPE), self.sync_engine, usage
+            )
+
+    def _listen(self, target: Any, name: str, fn: Any) -> None:
+        event.listen(target, name, fn)
+        self._listeners.append((target, name, fn))
+
+    def uninstrument(self) -> None:
+        for target, name, fn in self._listeners:
+            if event.contains(target, name, fn):
+                event.remove(target, name, fn)
+        self._listeners.clear()
+        if self._engine_tracer is not None:
+            # EngineTracer.remove_all_event_listeners() would strip *every* engine's tracer.
+            registered = EngineTracer._remove_event_listener_params
+            for params in [p for p in registered if p[0]() is self.sync_engine]:
+                _ref, name, fn = params
+                if event.contains(self.sync_engine, name, fn):
+                    event.remove(self.sync_engine, name, fn)
+                registered.remove(params)
+            self._engine_tracer = None
+        if self._pools is not None:
+            self._pools.remove(self)
+        pool = self.sync_engine.pool
+        if "_do_get" in vars(pool):
+            del pool._do_get  # back to the class method
+
+    # --- pool ---------------------------------------------------------------------------------
+    def _wrap_pool(self) -> None:
+        pool: Pool = self.sync_engine.pool
+        if "_do_get" in vars(pool) or not hasattr(pool, "_do_get"):
+            return
+        original = pool._do_get
+        wait, timeouts = self._wait, self._timeouts
+
+        def _do_get_timed() -> Any:
+            self.pending += 1
+            start = perf_counter()
+            try:
+                return original()
+            except sa_exc.TimeoutError:
+                timeouts.inc()
+                raise
+            finally:
+                self.pending -= 1
+                wait.observe(perf_counter() - start, current_exemplar())
+
+        pool._do_get = _do_get_timed  # type: ignore[method-assign]
+
+    def _on_checkout(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        record.info[_CHECKOUT_AT] = perf_counter()
+
+    def _on_checkin(self, _dbapi_conn: Any, record: Any) -> None:
+        if record is None:
+            return
+        started = record.info.pop(_CHECKOUT_AT, None)
+        if started is not None:
+            self._use.observe(perf_counter() - started)
+
+    # --- statements ---------------------------------------------------------------------------
+    def _before_execute(
+        self, _conn: Any, _cursor: Any, _stmt: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        if context is not None:
+            setattr(context, _STARTED_AT, perf_counter())
+
+    def _after_execute(
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
+        started = getattr(context, _STARTED_AT, None)
+        if started is None:
+            return
+        seconds = perf_counter() - started
+        span = getattr(context, "_otel_span", None)  # set by EngineTracer; private, so optional
+        exemplar = exemplar_for(span) if span is not None else current_exemplar()
+        self._metrics.db_operation(self._system, operation_name(statement), seconds, exemplar)

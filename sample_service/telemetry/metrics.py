@@ -1,0 +1,218 @@
+"""Service metrics as prometheus-client instruments, named and labelled only through the catalog.
+
+Why prometheus-client and not the OTel metrics SDK: an ``observe`` costs ≈4 µs against ≈18 µs for an
+OTel ``histogram.record``, the /metrics pull keeps working while the collector is down, and
+OpenMetrics exemplars come for free (docs/telemetry.md). Label children are cached in plain dicts:
+``Metric.labels()`` validates and locks on every call, a dict lookup does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from sample_service.telemetry import catalog as c
+
+
+def _histogram(metric: c.Metric, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
+    return Histogram(
+        metric.prom,
+        metric.description,
+        metric.labels,
+        registry=registry,
+        buckets=buckets,
+        unit="seconds" if metric.unit == "s" else "",
+    )
+
+
+def _counter(metric: c.Metric, registry: CollectorRegistry) -> Counter:
+    return Counter(metric.prom, metric.description, metric.labels, registry=registry)
+
+
+def _gauge(metric: c.Metric, registry: CollectorRegistry) -> Gauge:
+    return Gauge(metric.prom, metric.description, metric.labels, registry=registry)
+
+
+class _Children:
+    """Label-values tuple → prometheus-client child, cached."""
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def get(self, key: tuple[str, ...]) -> Any:
+        child = self._cache.get(key)
+        if child is None:
+            # A race between two threads creates the same child twice; labels() returns one object.
+            child = self._cache[key] = self._metric.labels(*key)
+        return child
+
+
+class CacheMetrics:
+    """Hit/miss/eviction/size of one named cache; the children are bound once."""
+
+    __slots__ = ("_entries", "_evictions", "_hit", "_miss")
+
+    def __init__(self, requests: Counter, evictions: Counter, entries: Gauge, name: str) -> None:
+        self._hit = requests.labels(name, "hit")
+        self._miss = requests.labels(name, "miss")
+        self._evictions = evictions.labels(name)
+        self._entries = entries.labels(name)
+
+    def hit(self) -> None:
+        self._hit.inc()
+
+    def miss(self) -> None:
+        self._miss.inc()
+
+    def evicted(self, n: int = 1) -> None:
+        self._evictions.inc(n)
+
+    def set_entries(self, n: int) -> None:
+        self._entries.set(n)
+
+
+class ServiceMetrics:
+    """Every metric the service records itself (pool gauges are read at scrape time: see db_pool)."""
+
+    enabled = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http_server_duration = _histogram(c.HTTP_SERVER_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
+        self.http_server_active = _gauge(c.HTTP_SERVER_ACTIVE, registry)
+        self.http_client_duration = _histogram(c.HTTP_CLIENT_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
+        self.db_operation_duration = _histogram(c.DB_OPERATION_DURATION, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_wait = _histogram(c.DB_CONN_WAIT, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_use = _histogram(c.DB_CONN_USE, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_timeouts = _counter(c.DB_CONN_TIMEOUTS, registry)
+        self.cache_requests = _counter(c.CACHE_REQUESTS, registry)
+        self.cache_evictions = _counter(c.CACHE_EVICTIONS, registry)
+        self.cache_entries = _gauge(c.CACHE_ENTRIES, registry)
+        self.rules_duration = _histogram(c.RULES_EVAL_DURATION, registry, c.FAST_DURATION_BUCKETS_S)
+        self.rules_count = _counter(c.RULES_EVALUATED, registry)
+        self.decision_events = _counter(c.DECISION_EVENTS, registry)
+
+        self._http_server = _Children(self.http_server_duration)
+        self._http_active = _Children(self.http_server_active)
+        self._http_client = _Children(self.http_client_duration)
+        self._db_operation = _Children(self.db_operation_duration)
+        self._rules_duration = _Children(self.rules_duration)
+        self._rules_count = _Children(self.rules_count)
+        self._decision = _Children(self.decision_events)
+        self._caches: dict[str, CacheMetrics] = {}
+
+    # --- HTTP -------------------------------------------------------------------------------
+    def http_server_request(
+        self,
+        method: str,
+        route: str,
+        status: str,
+        error_type: str,
+        seconds: float,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        self._http_server.get((method, route, status, error_type)).observe(seconds, exemplar)
+
+    def http_server_active_requests(self, method: str) -> Gauge:
+        """The gauge child to ``inc()``/``dec()`` around a request."""
+        return self._http_active.get((method,))
+
+    def http_client_request(
+        self,
+        method: str,
+        server_address: str,
+        status: str,
+        error_type: str,
+        seconds: float,
+        exemplar: dict[str, str] | None,
+    ) -> None:
+        self._http_client.get((method, server_address, status, error_type)).observe(seconds, exemplar)
+
+    # --- DB ---------------------------------------------------------------------------------
+    def db_operation(
+        self, system: str, operation: str, seconds: float, exemplar: dict[str, str] | None
+    ) -> None:
+        self._db_operation.get((system, operation)).observe(seconds, exemplar)
+
+    # --- cache / business -------------------------------------------------------------------
+    def cache(self, name: str) -> CacheMetrics:
+        metrics = self._caches.get(name)
+        if metrics is None:
+            metrics = self._caches[name] = CacheMetrics(
+                self.cache_requests, self.cache_evictions, self.cache_entries, name
+            )
+        return metrics
+
+    def rules_evaluated(
+        self,
+        segment: str,
+        decision: str,
+        seconds: float,
+        rules_count: int,
+        exemplar: dict[str, str] | None = None,
+    ) -> None:
+        self._rules_duration.get((segment, decision)).observe(seconds, exemplar)
+        self._rules_count.get((segment,)).inc(rules_count)
+
+    def decision_event(self, outcome: str) -> None:
+        self._decision.get((outcome,)).inc()
+
+
+class _NoOpCacheMetrics:
+    __slots__ = ()
+
+    def hit(self) -> None:
+        pass
+
+    def miss(self) -> None:
+        pass
+
+    def evicted(self, n: int = 1) -> None:
+        pass
+
+    def set_entries(self, n: int) -> None:
+        pass
+
+
+class _NoOpGauge:
+    __slots__ = ()
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def dec(self, amount: float = 1) -> None:
+        pass
+
+
+_NOOP_CACHE = _NoOpCacheMetrics()
+_NOOP_GAUGE = _NoOpGauge()
+
+
+class NoOpServiceMetrics:
+    """Same surface as ServiceMetrics, nothing recorded: the telemetry-off baseline for benchmarks."""
+
+    enabled = False
+
+    def http_server_request(self, *args: Any) -> None:
+        pass
+
+    def http_server_active_requests(self, method: str) -> _NoOpGauge:
+        return _NOOP_GAUGE
+
+    def http_client_request(self, *args: Any) -> None:
+        pass
+
+    def db_operation(self, *args: Any) -> None:
+        pass
+
+    def cache(self, name: str) -> _NoOpCacheMetrics:
+        return _NOOP_CACHE
+
+    def rules_evaluated(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def decision_event(self, outcome: str) -> None:
+        pass

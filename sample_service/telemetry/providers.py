@@ -1,0 +1,115 @@
+"""Resource, OTLP exporters and batch processors, configured by the standard OTEL_* variables.
+
+Protocol: ``OTEL_EXPORTER_OTLP_{TRACES,LOGS}_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``, default
+``http/protobuf`` (the spec's default; see docs/telemetry.md for why we keep it). Endpoint,
+headers, timeout, compression are read by the exporters themselves; queue size, batch size and
+schedule delay by the batch processors (``OTEL_BSP_*``, ``OTEL_BLRP_*``); the sampler by the
+TracerProvider (``OTEL_TRACES_SAMPLER[_ARG]``).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.trace import Tracer
+
+HTTP_PROTOBUF = "http/protobuf"
+GRPC = "grpc"
+
+
+def service_version() -> str:
+    try:
+        return version("o11y-box")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def build_resource(service_name: str, environment: str, extra: dict[str, Any] | None = None) -> Resource:
+    attributes: dict[str, Any] = {
+        "service.version": service_version(),
+        "deployment.environment.name": environment,
+    }
+    # OTEL_SERVICE_NAME, when set, is the operator's word and wins over the settings default.
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = service_name
+    attributes.update(extra or {})
+    # Resource.create also merges OTEL_RESOURCE_ATTRIBUTES and the SDK's telemetry.sdk.* attributes.
+    return Resource.create(attributes)
+
+
+def otlp_protocol(signal: str) -> str:
+    return (
+        (
+            os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or HTTP_PROTOBUF
+        )
+        .strip()
+        .lower()
+    )
+
+
+def otlp_span_exporter(meter_provider: MeterProvider) -> SpanExporter:
+    if otlp_protocol("traces") == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter(meter_provider=meter_provider)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter(meter_provider=meter_provider)
+
+
+def otlp_log_exporter(meter_provider: MeterProvider) -> LogRecordExporter:
+    if otlp_protocol("logs") == GRPC:
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
+
+        return GrpcExporter(meter_provider=meter_provider)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+    return OTLPLogExporter(meter_provider=meter_provider)
+
+
+def build_tracer_provider(
+    resource: Resource, exporter: SpanExporter, self_metrics: MeterProvider
+) -> tuple[TracerProvider, BatchSpanProcessor]:
+    # shutdown_on_exit=False: the SDK's atexit hook would wait up to 30 s on a dead collector;
+    # Telemetry.shutdown() is the bounded replacement.
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False, meter_provider=NoOpMeterProvider())
+    processor = BatchSpanProcessor(exporter, meter_provider=self_metrics)
+    provider.add_span_processor(processor)
+    return provider, processor
+
+
+def build_logger_provider(
+    resource: Resource, exporter: LogRecordExporter, self_metrics: MeterProvider
+) -> tuple[LoggerProvider, BatchLogRecordProcessor]:
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False, meter_provider=NoOpMeterProvider())
+    processor = BatchLogRecordProcessor(exporter, meter_provider=self_metrics)
+    provider.add_log_record_processor(processor)
+    return provider, processor
+
+
+def tracer_for(provider: TracerProvider, name: str, version: str | None = None) -> Tracer:
+    """``provider.get_tracer`` minus the SDK's per-span self-metrics.
+
+    With OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED the SDK also counts every span start/end
+    (``otel.sdk.span.*``) — even into a no-op MeterProvider it builds an attribute dict and a
+    closure per span. We want only the processor/exporter metrics (queue drops, export failures),
+    so the tracer's private counter object is swapped for the SDK's own no-op one when present.
+    """
+    tracer = provider.get_tracer(name, version)
+    if hasattr(tracer, "_tracer_metrics"):
+        try:
+            from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+        except ImportError:  # a future SDK moved it: keep the (slightly dearer) default
+            return tracer
+        tracer._tracer_metrics = NoOpTracerMetrics()
+    return tracer
