@@ -6,14 +6,14 @@ only switches that the SDK has no variable for live here.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
-class Scenario(str, Enum):
+class Scenario(StrEnum):
     """Latency scenarios: each one a real cause of p99 regressions (docs/scenarios.md)."""
 
     N_PLUS_ONE = "n_plus_one"
@@ -34,28 +34,40 @@ class Settings(BaseSettings):
 
     # --- database -------------------------------------------------------------------------
     database_url: str = "postgresql+asyncpg://o11y:o11y@127.0.0.1:5432/o11y"
-    db_pool_size: int = Field(10, ge=1)
-    db_max_overflow: int = Field(5, ge=0)
-    db_pool_timeout_s: float = Field(2.0, gt=0)
+    db_pool_size: Annotated[int, Field(ge=1)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 5
+    db_pool_timeout_s: Annotated[float, Field(gt=0)] = 2.0
     db_pool_recycle_s: int = 1800
     db_statement_timeout_ms: int = 5000
 
     # --- partner API ----------------------------------------------------------------------
     partner_base_url: str = "http://127.0.0.1:8001"
-    partner_timeout_s: float = Field(1.0, gt=0)
+    partner_timeout_s: Annotated[float, Field(gt=0)] = 1.0
     partner_max_connections: int = 100
     partner_max_keepalive: int = 20
+    partner_keepalive_expiry_s: Annotated[float, Field(gt=0)] = 30.0
     # Partner API process (when this process *is* the partner).
+    partner_service_name: str = "partner-api"
+    partner_host: str = "127.0.0.1"
+    partner_port: int = 8001
     partner_latency_ms: float = 5.0
     partner_jitter_ms: float = 2.0
-    partner_error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    partner_error_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
     # --- caching --------------------------------------------------------------------------
     rules_cache_ttl_s: float = 30.0
     rules_cache_max_entries: int = 256
 
     # --- request limits -------------------------------------------------------------------
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: Annotated[int, Field(ge=1)] = 64 * 1024
+    records_page_default: Annotated[int, Field(ge=1)] = 50
+    records_page_max: Annotated[int, Field(ge=1)] = 200
+    readiness_timeout_s: Annotated[float, Field(gt=0)] = 1.0
+
+    # --- decision events (background publisher) -------------------------------------------
+    decision_queue_size: Annotated[int, Field(ge=1)] = 10_000
+    decision_batch_size: Annotated[int, Field(ge=1)] = 200
+    decision_drain_timeout_s: Annotated[float, Field(ge=0)] = 2.0
 
     # --- scenarios ------------------------------------------------------------------------
     scenarios: Annotated[frozenset[Scenario], NoDecode] = frozenset()
@@ -72,7 +84,7 @@ class Settings(BaseSettings):
     metrics_enabled: bool = True
     log_level: str = "INFO"
     log_json_stdout: bool = True
-    shutdown_timeout_s: float = Field(5.0, gt=0)
+    shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
 
     @field_validator("scenarios", mode="before")
     @classmethod

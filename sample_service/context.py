@@ -1,0 +1,30 @@
+"""What the lifespan builds and the routes use, in one place: ``request.app.state.services``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from fastapi import Request
+
+from sample_service.db import Database
+from sample_service.decisions import DecisionPublisher
+from sample_service.rules.repository import RuleRepository
+from sample_service.scenarios import ScenarioState
+from sample_service.settings import Settings
+from sample_service.telemetry import Telemetry
+
+
+@dataclass
+class Services:
+    settings: Settings
+    telemetry: Telemetry
+    db: Database
+    http: httpx.AsyncClient
+    rules: RuleRepository
+    decisions: DecisionPublisher
+    scenarios: ScenarioState
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]

@@ -1,0 +1,80 @@
+"""Every error answer is JSON ``{"error": <code>, "message": <text>[, "details": [...]]}``.
+
+The validation handler rebuilds the details from loc/msg/type only: the default handler echoes the
+offending input, which fails to serialise for ``inf`` (a 500 on bad input) and reflects whatever a
+client sent back at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sample_service.responses import ORJSONResponse
+
+log = logging.getLogger(__name__)
+
+MAX_DETAILS = 20
+
+
+def error_response(status: int, error: str, message: str, details: list[Any] | None = None,
+                   headers: dict[str, str] | None = None) -> ORJSONResponse:
+    content: dict[str, Any] = {"error": error, "message": message}
+    if details:
+        content["details"] = details
+    return ORJSONResponse(content, status_code=status, headers=headers)
+
+
+def _validation_details(errors: Any) -> list[dict[str, Any]]:
+    details = []
+    for err in list(errors)[:MAX_DETAILS]:
+        loc = [str(p) for p in err.get("loc", ())]
+        details.append({"loc": loc, "msg": str(err.get("msg", ""))[:300], "type": str(err.get("type", ""))})
+    return details
+
+
+async def on_validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    details = _validation_details(exc.errors())
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(p for p in first["loc"] if p not in ("body",)) or "request"
+    return error_response(422, "validation_error", f"{where}: {first['msg']}", details)
+
+
+async def on_http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    code = {404: "not_found", 403: "forbidden", 405: "method_not_allowed", 413: "body_too_large",
+            422: "validation_error", 503: "unavailable"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def on_pool_timeout(request: Request, exc: sa_exc.TimeoutError) -> ORJSONResponse:
+    # Pool exhausted for pool_timeout: the service is saturated, not broken. Say so and when to retry.
+    return error_response(503, "db_pool_exhausted", "no database connection available; retry later",
+                          headers={"retry-after": "1"})
+
+
+async def on_db_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return error_response(503, "db_unavailable", "database unavailable; retry later",
+                          headers={"retry-after": "1"})
+
+
+async def on_unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, on_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(sa_exc.TimeoutError, on_pool_timeout)  # type: ignore[arg-type]
+    app.add_exception_handler(sa_exc.OperationalError, on_db_unavailable)
+    app.add_exception_handler(sa_exc.InterfaceError, on_db_unavailable)
+    # asyncpg raises OSError (refused, unreachable) and TimeoutError on connect, unwrapped.
+    app.add_exception_handler(OSError, on_db_unavailable)
+    app.add_exception_handler(TimeoutError, on_db_unavailable)
+    app.add_exception_handler(Exception, on_unexpected)

@@ -1,0 +1,1 @@
+"""Rules: the safe expression language, the segmented rule repository and the evaluator."""

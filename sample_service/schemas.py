@@ -1,0 +1,43 @@
+"""Request models. Strict and bounded: a wrong type, an unknown field, a non-finite or absurd number
+is a 422 with a message, never a coercion and never a 500 further down."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, StringConstraints
+
+from sample_service.domain import Channel, Country, Currency, Product
+from sample_service.settings import Scenario
+
+MAX_ATTRIBUTES = 32
+BIGINT_MAX = 2**63 - 1  # users.id is a Postgres bigint; more would be a DataError at the driver
+
+AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+AttrValue = (
+    StrictBool
+    | Annotated[int, Field(strict=True, ge=-(10**15), le=10**15)]
+    | Annotated[float, Field(strict=True, ge=-1e15, le=1e15, allow_inf_nan=False)]
+    | Annotated[StrictStr, StringConstraints(max_length=256)]
+)
+
+
+class Ingredients(BaseModel):
+    """The applicant as the caller describes it; rules read these names directly."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    user_id: int = Field(ge=1, le=BIGINT_MAX)
+    country: Country
+    product: Product
+    amount: float = Field(gt=0, le=10_000_000, description="in `currency`")
+    currency: Currency
+    channel: Channel
+    age: int = Field(ge=18, le=130)
+    attributes: dict[AttrKey, AttrValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+
+
+class ScenarioUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    active: list[Scenario] = Field(max_length=len(Scenario))

@@ -1,0 +1,80 @@
+"""``make bench``'s harness end to end in its quick mode, shrunk to seconds: it must start everything
+(real Postgres from the harness, the partner API, the real collector from the cache, the service
+under uvicorn), drive wrk through every case, write its reports, print its contract lines and leave
+no process behind. What the figures are is not checked — this machine's timing is no test's business.
+
+The collector comes from the cache (``make test`` obtains it first); a missing one is an error with
+the obtain hint, never a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CASES = ("trivial_telemetry", "evaluate_telemetry", "collector_down", "naive_vs_optimized")
+LINE = re.compile(
+    r"^bench (?P<case>[a-z_]+): throughput_ratio=\d+\.\d\d p99_ratio=\d+\.\d\d "
+    r"\(pairs=1 throughput_ratio_range=[\d.]+-[\d.]+ p99_ratio_range=[\d.]+-[\d.]+\)$"
+)
+
+pytestmark = pytest.mark.postgres
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    try:
+        return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
+    except OSError:
+        return False
+
+
+@pytest.mark.timeout(420)
+def test_quick_mode_runs_every_case_and_reports(tmp_path: Path) -> None:
+    assert shutil.which("wrk"), "wrk missing: `make system-deps`"
+    out_dir = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--no-build",
+         "--duration", "1", "--warmup", "1", "--run-warmup", "0", "--outage-seconds", "3",
+         "--users", "60", "--heavy-user-records", "300", "--connections", "8",
+         "--out-dir", str(out_dir), "--keep-dir", str(tmp_path / "work")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, f"bench failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-6000:]}"
+
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("bench ")]
+    cases = [m.group("case") for m in map(LINE.match, lines) if m]
+    assert cases == list(CASES), proc.stdout
+    assert re.match(r"^bench collector_outage_rss: rss_growth_mb=-?\d+\.\d minutes=0\.1 spans_dropped=\d+ "
+                    r"logs_dropped=\d+$", lines[-1]), proc.stdout
+
+    (json_path,) = out_dir.glob("*.json")
+    doc = json.loads(json_path.read_text())
+    assert [c["name"] for c in doc["cases"]] == list(CASES)
+    for case in doc["cases"]:
+        (pair,) = case["pairs"]
+        for arm in ("a", "b"):
+            assert pair[arm]["requests"] > 0, case["name"]
+            assert len(pair[arm]["percentiles"]) > 50
+    # The telemetry cases' requests all succeeded (a 4xx/5xx would be a broken workload, not noise).
+    for case in doc["cases"][:3]:
+        assert case["errors"] == 0, case
+    assert doc["outage"]["samples"], doc["outage"]
+    assert json_path.with_suffix(".md").read_text().count("| trivial_telemetry |") >= 1
+    assert json_path.with_suffix(".png").stat().st_size > 1000
+
+    leftovers = [pid for pid in doc["meta"]["pids"] if _alive(pid)]
+    assert not leftovers, f"processes left running: {leftovers}"
