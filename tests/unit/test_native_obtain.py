@@ -1,0 +1,215 @@
+"""scripts/native/obtain.py without the network: pins, the builder manifest, cache keys, atomic cache."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from scripts.native import obtain
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG = REPO_ROOT / "collector" / "builder-config.yaml"
+
+# Builder-manifest modules allowed off OTELCOL_VERSION, each with the reason (docs/native.md).
+VERSION_EXCEPTIONS = {
+    # every newer release of it is refused by the Go module proxy or missing from the checksum DB
+    "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/opensearchexporter": "v0.138.0",
+}
+
+
+@pytest.fixture
+def pins() -> dict[str, str]:
+    return obtain.read_env_pins(REPO_ROOT)
+
+
+def test_env_pins_parse(pins: dict[str, str]) -> None:
+    for key in (
+        "OTELCOL_VERSION",
+        "PROMETHEUS_VERSION",
+        "TEMPO_VERSION",
+        "TEMPO_COMMIT",
+        "OPENSEARCH_VERSION",
+        "POSTGRES_IMAGE",
+    ):
+        assert pins.get(key), key
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["OTELCOL_VERSION"])
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", pins["PROMETHEUS_VERSION"])
+    assert re.fullmatch(r"[0-9a-f]{40}", pins["TEMPO_COMMIT"])
+    modver = obtain.tempo_module_version(pins)
+    assert modver == pins["TEMPO_COMMIT"] or modver.endswith("-" + pins["TEMPO_COMMIT"][:12])
+    assert obtain.postgres_major(pins) == "15"
+
+
+def test_env_parser_syntax(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "# comment\n\nA=1\nexport B=two\nC='quoted # not a comment'\n"
+        'D="dq"\nE=plain # trailing comment\nF=\n'
+    )
+    assert obtain.read_env_pins(tmp_path) == {
+        "A": "1",
+        "B": "two",
+        "C": "quoted # not a comment",
+        "D": "dq",
+        "E": "plain",
+        "F": "",
+    }
+    (tmp_path / ".env").write_text("not a pin\n")
+    with pytest.raises(ValueError):
+        obtain.read_env_pins(tmp_path)
+
+
+def test_builder_config_version_equals_pin(pins: dict[str, str]) -> None:
+    version = pins["OTELCOL_VERSION"]
+    assert obtain.builder_config_version(CONFIG) == version
+    minor = int(version.split(".")[1])
+    modules = obtain.builder_config_modules(CONFIG)
+    assert len(modules) >= 14
+    for module, v in modules.items():
+        if "/confmap/provider/" in module:
+            assert v == f"v1.{minor - 94}.0", module
+        else:
+            assert v == VERSION_EXCEPTIONS.get(module, f"v{version}"), module
+
+
+def test_builder_config_has_the_components_the_collector_config_needs() -> None:
+    modules = obtain.builder_config_modules(CONFIG)
+    for suffix in (
+        "receiver/otlpreceiver",
+        "processor/memorylimiterprocessor",
+        "processor/batchprocessor",
+        "exporter/otlpexporter",
+        "exporter/otlphttpexporter",
+        "exporter/debugexporter",
+        "exporter/prometheusexporter",
+        "exporter/opensearchexporter",
+        "connector/spanmetricsconnector",
+        "extension/healthcheckextension",
+        "extension/storage/filestorage",
+        "provider/envprovider",
+        "provider/fileprovider",
+        "provider/yamlprovider",
+    ):
+        assert any(m.endswith(suffix) for m in modules), suffix
+    assert obtain._dist_name(CONFIG) == "otelcol-o11y"
+
+
+def test_collector_cache_key_changes_with_builder_config(
+    tmp_path: Path, pins: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("O11Y_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "collector").mkdir()
+    cfg = tmp_path / "collector" / "builder-config.yaml"
+    shutil.copyfile(CONFIG, cfg)
+    key1 = obtain.collector_cache_key(cfg)
+    dir1 = obtain.component_dir("otelcol", pins, tmp_path)
+    assert dir1 == tmp_path / "cache" / f"otelcol-{pins['OTELCOL_VERSION']}-{key1}"
+    assert obtain.collector_cache_key(cfg) == key1  # stable
+    cfg.write_text(cfg.read_text() + "\n# any change\n")
+    key2 = obtain.collector_cache_key(cfg)
+    assert key2 != key1
+    assert obtain.component_dir("otelcol", pins, tmp_path) != dir1
+
+
+def test_cache_dirs_are_keyed_by_version(
+    pins: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("O11Y_CACHE", str(tmp_path))
+    assert obtain.cache_root() == tmp_path
+    assert obtain.component_dir("opensearch", pins).name == f"opensearch-{pins['OPENSEARCH_VERSION']}"
+    assert (
+        obtain.component_dir("promtool", pins).name == f"prometheus-{pins['PROMETHEUS_VERSION'].lstrip('v')}"
+    )
+    assert (
+        obtain.component_dir("tempo", pins).name
+        == f"tempo-{pins['TEMPO_VERSION']}-{pins['TEMPO_COMMIT'][:12]}"
+    )
+    other = dict(pins, OPENSEARCH_VERSION="9.9.9")
+    assert obtain.component_dir("opensearch", other) != obtain.component_dir("opensearch", pins)
+
+
+def test_prometheus_module_version() -> None:
+    assert obtain.prometheus_module_version("v3.16.0") == "v0.316.0"
+    assert obtain.prometheus_module_version("3.5.2") == "v0.305.2"
+    with pytest.raises(ValueError):
+        obtain.prometheus_module_version("latest")
+
+
+def test_replace_exclude_lines() -> None:
+    gomod = """module example.com/x
+
+go 1.25
+
+require (
+\ta v1.0.0
+)
+
+replace (
+\tk8s.io/api => k8s.io/api v0.35.4 // pin
+\tk8s.io/client-go => k8s.io/client-go v0.35.4
+)
+
+replace github.com/hashicorp/memberlist => github.com/grafana/memberlist v0.3.1
+replace example.com/local => ./local
+
+exclude (
+\tgithub.com/bad/mod v1.2.3
+)
+exclude github.com/other v0.1.0
+"""
+    assert obtain.replace_exclude_lines(gomod) == [
+        "replace k8s.io/api => k8s.io/api v0.35.4",
+        "replace k8s.io/client-go => k8s.io/client-go v0.35.4",
+        "exclude github.com/bad/mod v1.2.3",
+        "replace github.com/hashicorp/memberlist => github.com/grafana/memberlist v0.3.1",
+        "exclude github.com/other v0.1.0",
+    ]
+
+
+def test_tempo_pseudo_version_must_name_the_commit() -> None:
+    commit = "f" * 40
+    assert obtain.tempo_module_version({"TEMPO_COMMIT": commit}) == commit
+    ok = {"TEMPO_COMMIT": commit, "TEMPO_MODULE_VERSION": "v1.5.1-0.20260101000000-" + commit[:12]}
+    assert obtain.tempo_module_version(ok) == ok["TEMPO_MODULE_VERSION"]
+    with pytest.raises(obtain.ObtainError):
+        obtain.tempo_module_version(
+            {"TEMPO_COMMIT": commit, "TEMPO_MODULE_VERSION": "v1.5.1-0.2026-abcdefabcdef"}
+        )
+
+
+def test_cache_entry_is_atomic_and_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("O11Y_CACHE", str(tmp_path))
+    final = tmp_path / "thing-1.0"
+    calls: list[Path] = []
+
+    def build(tmp: Path, log: Path):
+        calls.append(tmp)
+        assert not final.exists()  # built beside, renamed into place
+        (tmp / "thing").write_text("#!/bin/sh\n")
+        return {"thing": "thing"}, {"k": "v"}, None
+
+    got = obtain._build_cached("thing", final, "1.0", build)
+    assert got.binary == final / "thing" and got.extra == {"k": "v"} and not got.cached
+    assert (final / obtain.MARKER).is_file() and (final / "build.log").is_file()
+    again = obtain._build_cached("thing", final, "1.0", build)
+    assert again.cached and len(calls) == 1
+
+    def broken(tmp: Path, log: Path):
+        (tmp / "half").write_text("x")
+        raise obtain.ObtainError("boom")
+
+    with pytest.raises(obtain.ObtainError):
+        obtain._build_cached("broken", tmp_path / "broken-1", "1", broken)
+    assert not (tmp_path / "broken-1").exists()
+    assert not list(tmp_path.glob(".tmp-broken-1-*"))
+    assert (tmp_path / "broken-1.log").is_file()  # the log survives a failure
+
+
+def test_cached_path_raises_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("O11Y_CACHE", str(tmp_path))
+    with pytest.raises(obtain.NotObtained):
+        obtain.cached_path("tempo")
+    with pytest.raises(ValueError):
+        obtain.canonical("grafana-enterprise")
