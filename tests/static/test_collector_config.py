@@ -1,0 +1,111 @@
+"""collector/config.yaml checked by the real collector binary built from collector/builder-config.yaml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sample_service.telemetry import catalog
+from tests.static.binaries import REPO, binary, explain, run
+
+CONFIG = REPO / "collector" / "config.yaml"
+KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
+
+
+def _types(section: dict[str, Any] | None) -> set[str]:
+    return {name.split("/", 1)[0] for name in (section or {})}
+
+
+@pytest.fixture(scope="module")
+def cfg() -> dict[str, Any]:
+    return yaml.safe_load(CONFIG.read_text())
+
+
+@pytest.fixture(scope="module")
+def built_components() -> dict[str, set[str]]:
+    proc = run([binary("otelcol-o11y"), "components"], timeout=60)
+    assert proc.returncode == 0, explain(proc)
+    data = yaml.safe_load(proc.stdout)
+    return {kind: {c["name"] for c in data.get(kind) or []} for kind in KINDS}
+
+
+def test_validate(tmp_path: Path) -> None:
+    proc = run([binary("otelcol-o11y"), "validate", f"--config={CONFIG}"], timeout=60)
+    assert proc.returncode == 0, explain(proc)
+
+
+def test_validate_can_fail(tmp_path: Path) -> None:
+    """The validation above is real: the same binary rejects a pipeline naming a missing exporter."""
+    bad = tmp_path / "config.yaml"
+    bad.write_text(CONFIG.read_text().replace("exporters: [opensearch]", "exporters: [opensearch/missing]"))
+    proc = run([binary("otelcol-o11y"), "validate", f"--config={bad}"], timeout=60)
+    assert proc.returncode != 0, explain(proc)
+
+
+def test_components_equal_builder_manifest(
+    cfg: dict[str, Any], built_components: dict[str, set[str]]
+) -> None:
+    """Every component the config declares is in the built binary, and the binary holds nothing else.
+
+    The binary's own `components` listing is the truth for what the builder manifest produced.
+    """
+    for kind in KINDS:
+        declared = _types(cfg.get(kind))
+        built = built_components[kind]
+        missing = declared - built
+        assert not missing, (
+            f"{kind} {sorted(missing)} are used in config.yaml but not built into otelcol-o11y "
+            f"(add them to collector/builder-config.yaml)"
+        )
+        unused = built - declared
+        assert not unused, (
+            f"{kind} {sorted(unused)} are built into otelcol-o11y but config.yaml never declares "
+            f"them (drop them from collector/builder-config.yaml, or use them)"
+        )
+
+
+def test_pipelines(cfg: dict[str, Any]) -> None:
+    p = cfg["service"]["pipelines"]
+    for name, pipe in p.items():
+        procs = pipe.get("processors", [])
+        assert procs[0] == "memory_limiter", f"{name}: memory_limiter must come first"
+        assert procs[-1] == "batch", f"{name}: batch must come last"
+    assert p["traces"]["receivers"] == ["otlp"]
+    assert set(p["traces"]["exporters"]) == {"otlp/tempo", "spanmetrics"}
+    assert p["logs"]["exporters"] == ["opensearch"]
+    assert p["metrics/spanmetrics"] == {
+        "receivers": ["spanmetrics"],
+        "processors": ["memory_limiter", "batch"],
+        "exporters": ["prometheus"],
+    }
+
+
+def test_contract_ports_and_names(cfg: dict[str, Any]) -> None:
+    grpc = cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    http = cfg["receivers"]["otlp"]["protocols"]["http"]["endpoint"]
+    assert grpc == "0.0.0.0:4317" and http == "0.0.0.0:4318"
+    assert cfg["extensions"]["health_check"]["endpoint"] == "0.0.0.0:13133"
+    assert cfg["exporters"]["prometheus"]["endpoint"] == "0.0.0.0:8889"
+    own = cfg["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    assert (own["host"], own["port"]) == ("0.0.0.0", 8888)
+    assert cfg["exporters"]["otlp/tempo"]["endpoint"] == "tempo:4319"
+    assert cfg["exporters"]["opensearch"]["http"]["endpoint"] == "http://opensearch:9200"
+    assert cfg["exporters"]["opensearch"]["logs_index"] == catalog.LOGS_INDEX
+    assert cfg["exporters"]["prometheus"]["enable_open_metrics"] is True  # exemplars
+    sm = cfg["connectors"]["spanmetrics"]
+    assert sm["histogram"]["unit"] == "s" and sm["exemplars"]["enabled"] is True
+    assert "namespace" not in sm  # default traces.span.metrics -> catalog SPAN_DURATION
+    assert catalog.SPAN_DURATION.otel == "traces.span.metrics.duration"
+
+
+def test_push_exporters_have_persistent_queue_and_retry(cfg: dict[str, Any]) -> None:
+    assert cfg["extensions"]["file_storage"]["directory"].startswith("/var/lib/otelcol/")  # named volume
+    for name in ("otlp/tempo", "opensearch"):
+        exp = cfg["exporters"][name]
+        assert exp["sending_queue"]["storage"] == "file_storage", name
+        assert exp["sending_queue"]["enabled"] is True, name  # off by default in some exporters
+        assert exp["retry_on_failure"]["enabled"] is True, name
+    assert "file_storage" in cfg["service"]["extensions"] and "health_check" in cfg["service"]["extensions"]
