@@ -1,0 +1,145 @@
+"""The native stack, up ONCE per test session, torn down always.
+
+`native_stack` starts every component of compose.yaml natively (scripts/native/run.py) in a fresh
+run dir, waits for each health URL and yields the NativeStack. Teardown runs in `finally`, on
+SIGTERM/SIGINT (turned into KeyboardInterrupt, which pytest unwinds through fixture teardown) and
+at interpreter exit (NativeStack registers an atexit hook), so no component outlives the session.
+
+A component that cannot be had (not obtained yet, config missing) makes the fixture ERROR with the
+runner's hint — never a skip. The only skip in tests/stack is the Docker-engine e2e's, where no
+engine runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.native.health import poll_until as _poll_until
+from scripts.native.run import NativeStack
+from tests.stack.backends import Backends
+from tests.stack.matrix import Ctx
+from tests.stack.traffic import Driver, TrafficReport
+
+# Small heap for the tests (compose gives OpenSearch 768m); the only knob the tests turn.
+TEST_OPENSEARCH_JAVA_OPTS = "-Xms512m -Xmx512m"
+FIGURES: dict[str, Any] = {}
+
+
+def poll_until(fn: Any, what: str, timeout: float, interval: float = 1.0) -> Any:
+    """Re-exported for the tests: fails with the last error seen."""
+    return _poll_until(fn, what, timeout, interval)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The Docker-engine e2e publishes the same loopback ports as the native stack: run it before the
+    # session fixture brings the native stack up.
+    items.sort(key=lambda it: 0 if it.get_closest_marker("docker") else 1)
+
+
+@pytest.fixture(scope="session")
+def native_stack() -> Iterator[NativeStack]:
+    # Not under pytest's tmp dir: /tmp/pytest-of-root is mode 700, and Postgres/OpenSearch run as
+    # an unprivileged user who must traverse to their data dirs.
+    parent = os.environ.get("O11Y_TEST_RUN_PARENT", tempfile.gettempdir())
+    run_dir = Path(tempfile.mkdtemp(prefix="o11y-native-e2e-", dir=parent))
+    os.chmod(run_dir, 0o755)
+    os.environ.setdefault("O11Y_OPENSEARCH_JAVA_OPTS", TEST_OPENSEARCH_JAVA_OPTS)
+    out = open(run_dir / "runner.out", "w", buffering=1)
+    stack = NativeStack(run_dir, out=out)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}: tearing the native stack down")
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    failed = True
+    try:
+        t0 = time.monotonic()
+        try:
+            stack.up()
+        except Exception as exc:
+            raise RuntimeError(
+                f"native stack did not come up: {exc}\n(runner output: {run_dir / 'runner.out'})"
+            ) from exc
+        FIGURES["startup_s"] = time.monotonic() - t0
+        FIGURES["component_start_s"] = dict(stack.timings)
+        FIGURES["rss_bytes"] = {r.name: r.rss for r in stack.rows() if r.rss}
+        FIGURES["report"] = stack.report()
+        FIGURES["run_dir"] = str(run_dir)
+        yield stack
+        failed = False
+    finally:
+        stack.down()
+        out.close()
+        signal.signal(signal.SIGTERM, previous)
+        # Keep the logs for a post-mortem; drop the data (seeded Postgres, OpenSearch home copy).
+        for sub in ("volumes", "opensearch", "rendered", "tmp"):
+            shutil.rmtree(run_dir / sub, ignore_errors=True)
+        if failed or os.environ.get("O11Y_KEEP_RUN_DIR"):
+            print(f"\nnative stack logs kept in {run_dir / 'logs'}", file=sys.stderr)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def backends() -> Backends:
+    return Backends()
+
+
+@pytest.fixture(scope="session")
+def traffic(native_stack: NativeStack, backends: Backends) -> TrafficReport:
+    """Traffic through every endpoint and scenario, once per session (after the stack is up)."""
+    t0 = time.monotonic()
+    driver = Driver(backends.service)
+    try:
+        report = driver.run_all()
+    finally:
+        driver.close()
+    FIGURES["traffic_s"] = time.monotonic() - t0
+    FIGURES["requests"] = report.total()
+    return report
+
+
+@pytest.fixture(scope="session")
+def ctx(backends: Backends, traffic: TrafficReport) -> Ctx:
+    return Ctx(backends)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    FIGURES["session_t0"] = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if "startup_s" not in FIGURES:
+        return
+    tr = terminalreporter
+    tr.section("native stack figures")
+    tr.write_line(FIGURES.get("report", ""))
+    tr.write_line(
+        f"cached start-up of the whole stack: {FIGURES['startup_s']:.1f}s "
+        f"(per component: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in FIGURES["component_start_s"].items())
+        + ")"
+    )
+    total = sum(FIGURES["rss_bytes"].values())
+    tr.write_line(
+        f"total RSS once healthy: {total / 2**20:.0f} MiB "
+        f"({', '.join(f'{k} {v / 2**20:.0f}' for k, v in FIGURES['rss_bytes'].items())})"
+    )
+    if "traffic_s" in FIGURES:
+        tr.write_line(f"traffic: {FIGURES['requests']} requests in {FIGURES['traffic_s']:.1f}s")
+    if "restart_s" in FIGURES:
+        tr.write_line(
+            "restart on same data dirs: "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in FIGURES["restart_s"].items())
+        )
+    tr.write_line(f"stack session wall time: {time.monotonic() - FIGURES['session_t0']:.0f}s")

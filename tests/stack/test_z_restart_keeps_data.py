@@ -1,0 +1,64 @@
+"""Restarting Prometheus, Tempo and OpenSearch on the same data dirs keeps earlier data.
+
+Named `test_z_…` so it runs after the signal matrix (pytest orders modules by name): the matrix
+sees the stack as first started, this module restarts it and re-checks what was there before.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sample_service.telemetry import catalog
+from scripts.native.run import NativeStack
+from tests.stack.backends import Backends
+from tests.stack.conftest import FIGURES, poll_until
+from tests.stack.matrix import SERVICE, Ctx, traces_with_partner_hop
+
+pytestmark = pytest.mark.stack
+
+
+def test_restart_keeps_metrics_traces_and_logs(
+    native_stack: NativeStack, ctx: Ctx, backends: Backends
+) -> None:
+    # --- before: what each backend holds now --------------------------------------------------
+    trace_ids = poll_until(lambda: traces_with_partner_hop(ctx), "a complete trace in Tempo", 90)
+    trace_id = trace_ids[0]
+    m = catalog.HTTP_SERVER_DURATION
+    at = time.time()
+    series = f'{m.count}{{job="{SERVICE}"}}'
+    before_samples = poll_until(
+        lambda: backends.prom_value(f"sum(count_over_time({series}[1h]))"), "scraped samples", 60
+    )
+    f = catalog.LogField
+    log_query = {"match": {f.SERVICE_NAME: SERVICE}}
+    before_logs = poll_until(lambda: backends.os_count(log_query), "log documents", 60)
+
+    # --- restart each backend on its data dir ----------------------------------------------------
+    took = {}
+    for name in ("prometheus", "tempo", "opensearch"):
+        took[name] = native_stack.restart(name)
+    FIGURES["restart_s"] = took
+
+    # --- after: the same data is still there ---------------------------------------------------
+    def samples_kept() -> bool:
+        r = backends.client.get(
+            f"{backends.prometheus}/api/v1/query",
+            params={"query": f"sum(count_over_time({series}[1h]))", "time": at},
+        )
+        r.raise_for_status()
+        result = r.json()["data"]["result"]
+        value = float(result[0]["value"][1]) if result else 0.0
+        assert value >= before_samples, f"samples up to the restart: {value} < {before_samples} before"
+        return True
+
+    poll_until(samples_kept, "Prometheus keeps the samples scraped before its restart (TSDB + WAL)", 60)
+    poll_until(lambda: backends.tempo_trace(trace_id), f"Tempo still returns trace {trace_id}", 90)
+
+    def logs_kept() -> bool:
+        n = backends.os_count(log_query)
+        assert n >= before_logs, f"{n} log documents after restart < {before_logs} before"
+        return True
+
+    poll_until(logs_kept, "OpenSearch keeps the log documents", 90)

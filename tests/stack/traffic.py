@@ -1,0 +1,160 @@
+"""Bounded traffic through every endpoint and every latency scenario of the sample service.
+
+Used by the native e2e and the Docker-engine e2e. Every loop is bounded in count; every request has
+a timeout. Scenarios are switched through the service's loopback-only admin endpoint and always
+switched off again (finally), so a failure here cannot leave the stack in a scenario.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from sample_service.domain import CHANNELS, COUNTRIES, CURRENCIES, PRODUCTS
+from sample_service.settings import Scenario
+
+EVALUATE = "/v1/evaluate"
+RECORDS = "/v1/users/{user_id}/records"
+
+
+@dataclass
+class TrafficReport:
+    counts: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # (scenario, route, status)
+    errors: list[str] = field(default_factory=list)  # transport errors (not HTTP statuses)
+
+    def statuses(self, route: str | None = None) -> Counter[int]:
+        c: Counter[int] = Counter()
+        for (_, r, status), n in self.counts.items():
+            if route is None or r == route:
+                c[status] += n
+        return c
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def ingredients(rng: random.Random, users: int) -> dict[str, Any]:
+    return {
+        "user_id": rng.randint(2, users),  # user 1 is the seed's heavy user: records reads only
+        "country": rng.choice(COUNTRIES),
+        "product": rng.choice(PRODUCTS),
+        "amount": round(rng.uniform(10, 50_000), 2),
+        "currency": rng.choice(CURRENCIES),
+        "channel": rng.choice(CHANNELS),
+        "age": rng.randint(18, 90),
+        "attributes": {"score": rng.randint(300, 850), "first_time": rng.random() < 0.3},
+    }
+
+
+# Bad input the service must answer 4xx (never 5xx): wrong types, missing fields, huge numbers,
+# an oversized body, a bad cursor, an out-of-range path parameter.
+def bad_requests(rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
+    good = ingredients(rng, 100)
+    missing = dict(good)
+    missing.pop("country")
+    return [
+        ("POST", EVALUATE, {"json": {**good, "age": "forty"}}),
+        ("POST", EVALUATE, {"json": missing}),
+        ("POST", EVALUATE, {"json": {**good, "amount": 1e300}}),
+        ("POST", EVALUATE, {"json": {**good, "user_id": 2**80}}),
+        (
+            "POST",
+            EVALUATE,
+            {
+                "content": b'{"user_id": 1, "pad": "' + b"x" * 200_000 + b'"}',
+                "headers": {"content-type": "application/json"},
+            },
+        ),
+        ("GET", "/v1/users/1/records", {"params": {"cursor": "not-a-cursor"}}),
+        ("GET", "/v1/users/0/records", {}),
+        ("GET", "/v1/users/1/records", {"params": {"limit": 100_000}}),
+    ]
+
+
+class Driver:
+    def __init__(self, base_url: str, *, users: int = 2000, seed: int = 7, concurrency: int = 8) -> None:
+        self.base = base_url.rstrip("/")
+        self.users = users
+        self.rng = random.Random(seed)
+        self.concurrency = concurrency
+        self.report = TrafficReport()
+        self.client = httpx.Client(
+            base_url=self.base, timeout=httpx.Timeout(15.0), limits=httpx.Limits(max_connections=32)
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _one(self, scenario: str, method: str, path: str, route: str, kwargs: dict[str, Any]) -> None:
+        try:
+            r = self.client.request(method, path, **kwargs)
+            self.report.counts[(scenario, route, r.status_code)] += 1
+        except httpx.HTTPError as exc:
+            self.report.errors.append(f"{scenario} {method} {path}: {type(exc).__name__}: {exc}")
+
+    def _batch(
+        self, scenario: str, jobs: list[tuple[str, str, str, dict[str, Any]]], concurrency: int | None = None
+    ) -> None:
+        with ThreadPoolExecutor(max_workers=concurrency or self.concurrency) as pool:
+            for f in [pool.submit(self._one, scenario, *job) for job in jobs]:
+                f.result()
+
+    def mixed(self, scenario: str, evaluates: int, reads: int, concurrency: int | None = None) -> None:
+        jobs: list[tuple[str, str, str, dict[str, Any]]] = []
+        for _ in range(evaluates):
+            jobs.append(("POST", EVALUATE, EVALUATE, {"json": ingredients(self.rng, self.users)}))
+        for i in range(reads):
+            uid = 1 if i % 5 == 0 else self.rng.randint(2, self.users)
+            jobs.append(("GET", f"/v1/users/{uid}/records", RECORDS, {"params": {"limit": 50}}))
+        self.rng.shuffle(jobs)
+        self._batch(scenario, jobs, concurrency)
+
+    def paginate(self, scenario: str, user_id: int = 1, pages: int = 3) -> None:
+        """Follow next cursors (keyset, or offset under offset_pagination) for a few pages."""
+        cursor: str | None = None
+        for _ in range(pages):
+            params: dict[str, Any] = {"limit": 100}
+            if cursor:
+                params["cursor"] = cursor
+            r = self.client.get(f"/v1/users/{user_id}/records", params=params)
+            self.report.counts[(scenario, RECORDS, r.status_code)] += 1
+            if r.status_code != 200:
+                return
+            cursor = r.json().get("next_cursor")
+            if not cursor:
+                return
+
+    def set_scenarios(self, active: list[str]) -> None:
+        r = self.client.put("/admin/scenarios", json={"active": active})
+        r.raise_for_status()
+        got = sorted(r.json().get("active") or [])
+        if got != sorted(active):
+            raise RuntimeError(f"admin endpoint set {got}, asked for {active}")
+
+    def run_all(self, evaluates: int = 150, reads: int = 40, per_scenario: int = 30) -> TrafficReport:
+        """Baseline, health endpoints, bad input, then each scenario in turn (always reset)."""
+        for path in ("/healthz", "/readyz"):
+            self._one("baseline", "GET", path, path, {})
+        self.mixed("baseline", evaluates, reads)
+        self.paginate("baseline")
+        for method, path, kwargs in bad_requests(self.rng):
+            route = EVALUATE if path == EVALUATE else RECORDS
+            self._one("bad_input", method, path, route, kwargs)
+        try:
+            for scenario in Scenario:
+                self.set_scenarios([scenario.value])
+                # pool_starvation needs more concurrent requests than its tiny pool to show waits
+                # and timeouts; the others are fine at the normal concurrency.
+                conc = 24 if scenario is Scenario.POOL_STARVATION else None
+                self.mixed(scenario.value, per_scenario, per_scenario // 3, concurrency=conc)
+                if scenario is Scenario.OFFSET_PAGINATION:
+                    self.paginate(scenario.value)
+        finally:
+            self.set_scenarios([])
+        self.mixed("after", 30, 10)
+        return self.report
