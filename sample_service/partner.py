@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Response
+from fastapi import FastAPI, Header, Path, Request, Response
 from opentelemetry.trace import get_current_span
 
 from sample_service import errors
@@ -60,6 +60,13 @@ def create_partner_app(settings: Settings, *, telemetry: Telemetry | None = None
     @app.get("/healthz")
     async def healthz() -> Any:
         return {"status": "ok"}
+
+    # Scraped by Prometheus as job partner-api: the partner's own RED metrics are the server side
+    # of the hop whose client side the sample service measures.
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body, content_type = tel.metrics_response(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
 
     @app.get("/v1/score/{user_id}")
     async def score(
