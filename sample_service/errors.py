@@ -53,6 +53,8 @@ async def on_http_error(request: Request, exc: StarletteHTTPException) -> ORJSON
 
 async def on_pool_timeout(request: Request, exc: sa_exc.TimeoutError) -> ORJSONResponse:
     # Pool exhausted for pool_timeout: the service is saturated, not broken. Say so and when to retry.
+    # Logged at ERROR: a request failed, and the on-call engineer's log search starts from errors.
+    log.error("database pool exhausted on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, "db_pool_exhausted", "no database connection available; retry later",
                           headers={"retry-after": "1"})
 

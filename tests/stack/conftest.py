@@ -28,7 +28,7 @@ from scripts.native.health import poll_until as _poll_until
 from scripts.native.run import NativeStack
 from tests.stack.backends import Backends
 from tests.stack.matrix import Ctx
-from tests.stack.traffic import Driver, TrafficReport
+from tests.stack.traffic import Driver, SteadyLoad, TrafficReport
 
 # Small heap for the tests (compose gives OpenSearch 768m); the only knob the tests turn.
 TEST_OPENSEARCH_JAVA_OPTS = "-Xms512m -Xmx512m"
@@ -96,17 +96,23 @@ def backends() -> Backends:
 
 
 @pytest.fixture(scope="session")
-def traffic(native_stack: NativeStack, backends: Backends) -> TrafficReport:
-    """Traffic through every endpoint and scenario, once per session (after the stack is up)."""
-    t0 = time.monotonic()
-    driver = Driver(backends.service)
+def traffic(native_stack: NativeStack, backends: Backends) -> Iterator[TrafficReport]:
+    """Traffic through every endpoint and scenario, once per session (after the stack is up), on top
+    of a steady background load that runs until the session ends (see SteadyLoad for why)."""
+    steady = SteadyLoad(backends.service).start()
     try:
-        report = driver.run_all()
+        t0 = time.monotonic()
+        driver = Driver(backends.service)
+        try:
+            report = driver.run_all()
+        finally:
+            driver.close()
+        FIGURES["traffic_s"] = time.monotonic() - t0
+        FIGURES["requests"] = report.total()
+        yield report
     finally:
-        driver.close()
-    FIGURES["traffic_s"] = time.monotonic() - t0
-    FIGURES["requests"] = report.total()
-    return report
+        steady.stop()
+        FIGURES["steady_requests"] = steady.report.total()
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,8 @@ switched off again (finally), so a failure here cannot leave the stack in a scen
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -158,3 +160,49 @@ class Driver:
             self.set_scenarios([])
         self.mixed("after", 30, 10)
         return self.report
+
+
+class SteadyLoad:
+    """A low, steady request rate in a background thread for the whole stack session.
+
+    Dashboards show rates; a counter that only ever moved in one burst before its first scrape (the
+    collector's span metrics flush every 15 s, Tempo's service graph on its own interval) looks flat
+    to ``rate()``, which would make a healthy panel read "No data". A real service has continuous
+    traffic; this gives the stack the same. Bounded: stops at ``stop()`` or after ``max_seconds``.
+    """
+
+    def __init__(
+        self, base_url: str, *, rps: float = 4.0, max_seconds: float = 1800.0, users: int = 2000
+    ) -> None:
+        self._driver = Driver(base_url, users=users, seed=11, concurrency=1)
+        self._interval = 1.0 / rps
+        self._max_seconds = max_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
+
+    @property
+    def report(self) -> TrafficReport:
+        return self._driver.report
+
+    def start(self) -> SteadyLoad:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self._max_seconds
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if i % 4 == 3:
+                uid = self._driver.rng.randint(1, self._driver.users)
+                path = f"/v1/users/{uid}/records"
+                self._driver._one("steady", "GET", path, RECORDS, {"params": {"limit": 20}})
+            else:
+                body = ingredients(self._driver.rng, self._driver.users)
+                self._driver._one("steady", "POST", EVALUATE, EVALUATE, {"json": body})
+            i += 1
+            self._stop.wait(self._interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=20)
+        self._driver.close()
