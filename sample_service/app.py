@@ -23,6 +23,7 @@ from sample_service.rules.repository import RuleRepository
 from sample_service.scenarios import ScenarioState
 from sample_service.settings import Settings
 from sample_service.telemetry import Telemetry, setup_telemetry
+from sample_service.telemetry.gc_tuning import tune_gc
 from sample_service.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None,
         )
         if settings.scenarios:
             log.warning("latency scenarios active at start-up: %s", ", ".join(sorted(settings.scenarios)))
+        # Start-up is done: keep the collector off the start-up heap (both with telemetry on and off).
+        tune_gc(freeze=settings.gc_freeze, gen0_threshold=settings.gc_gen0_threshold)
         try:
             yield
         finally:

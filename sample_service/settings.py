@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json_stdout: bool = True
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # --- runtime (sample_service/telemetry/gc_tuning.py) ----------------------------------
+    gc_freeze: bool = True  # gc.freeze() once start-up is done
+    gc_gen0_threshold: Annotated[int, Field(ge=0)] = 10_000  # 0: keep CPython's default (700)
 
     @field_validator("scenarios", mode="before")
     @classmethod

@@ -12,7 +12,6 @@ matched route there (FastAPI's ``APIRoute`` as well) in the same scope dict we p
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from time import perf_counter
 from typing import Any
@@ -22,8 +21,13 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
 from sample_service.telemetry.exemplars import exemplar_for
-from sample_service.telemetry.logs import emit_access_record
-from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer
+from sample_service.telemetry.logs import LogPipeline
+from sample_service.telemetry.spans import (
+    reset_active_tracer,
+    sampler_ignores_attributes,
+    set_active_tracer,
+    set_clean_attributes,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,17 +71,20 @@ class ServerTelemetryMiddleware:
         tracer: Tracer | None,
         metrics: Any,
         propagator: TextMapPropagator,
-        access_logger: logging.Logger | None,
+        access_log: LogPipeline | None,
         excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
     ) -> None:
         self.app = app
         self._tracer = tracer
         self._metrics = metrics
         self._propagator = propagator
-        self._access_logger = access_logger
+        self._access_log = access_log
         self._excluded = frozenset(excluded_paths)
         self._propagation_headers = frozenset(f.lower().encode("latin-1") for f in propagator.fields)
         self._span_names: dict[tuple[str, str], str] = {}
+        # The sampler sees the start attributes only if it may use them; otherwise they are set
+        # just after start, on the cheaper path (spans.set_clean_attributes).
+        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._excluded:
@@ -100,12 +107,14 @@ class ServerTelemetryMiddleware:
         tracer = self._tracer
         span = None
         if tracer is not None:
-            span = tracer.start_span(
-                method,
-                context=self._extract(scope),
-                kind=SpanKind.SERVER,
-                attributes=self._start_attributes(scope, method, raw_method),
-            )
+            attributes = self._start_attributes(scope, method, raw_method)
+            if self._attributes_at_start:
+                span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER,
+                                         attributes=attributes)
+            else:
+                span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER)
+                if span.is_recording():
+                    set_clean_attributes(span, attributes)
             context_token = attach(set_span_in_context(span))
             tracer_token = set_active_tracer(tracer)
 
@@ -134,9 +143,11 @@ class ServerTelemetryMiddleware:
             self._metrics.http_server_request(
                 method, route, str(status) if status else "", error_type, duration, exemplar
             )
-            if self._access_logger is not None:
-                # Still inside the span's context, so the record carries its trace_id/span_id.
-                emit_access_record(self._access_logger, method, route, scope["path"], status, duration)
+            if self._access_log is not None:
+                self._access_log.access(
+                    span.get_span_context() if span is not None else None, exemplar,
+                    method, route, scope["path"], status, error_type, duration,
+                )
             if span is not None:
                 reset_active_tracer(tracer_token)
                 detach(context_token)
@@ -188,4 +199,4 @@ class ServerTelemetryMiddleware:
         if error_type:
             attributes[_ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR))
-        span.set_attributes(attributes)
+        set_clean_attributes(span, attributes)

@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from sample_service.settings import Settings
 from sample_service.telemetry import providers
 from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetryMiddleware
-from sample_service.telemetry.logs import ACCESS_LOGGER, LogPipeline
+from sample_service.telemetry.logs import LogPipeline
 from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics
 from sample_service.telemetry.sdk_metrics import SdkSelfMetrics
 from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 TRACER_NAME = "sample_service"
+_BATCH_PROCESSOR_LOGGER = "opentelemetry.sdk._shared_internal"  # the batch processors' "Queue full" warnings
 
 
 class Telemetry:
@@ -108,7 +109,7 @@ class Telemetry:
             tracer=self.tracer if self.tracing else None,
             metrics=self.metrics,
             propagator=propagate.get_global_textmap(),  # honours OTEL_PROPAGATORS
-            access_logger=logging.getLogger(ACCESS_LOGGER) if self._log_pipeline is not None else None,
+            access_log=self._log_pipeline,
             excluded_paths=excluded_paths,
         )
 
@@ -151,7 +152,20 @@ class Telemetry:
         encoder, content_type = choose_encoder(accept_header or "")
         return encoder(self.registry), content_type
 
-    # --- shutdown -----------------------------------------------------------------------------
+    # --- flush / shutdown ----------------------------------------------------------------------
+    def force_flush(self, timeout_s: float = 5.0) -> bool:
+        """Export everything queued so far; blocks up to ``timeout_s``. Never on the request path:
+        for tests, benchmarks and scripts that must see their telemetry arrive."""
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        if self._log_pipeline is not None:
+            ok = self._log_pipeline.flush() and ok
+        for provider in (self.tracer_provider, self.logger_provider):
+            if provider is not None:
+                left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+                ok = bool(provider.force_flush(left_ms)) and ok
+        return ok
+
     def shutdown(self) -> None:
         """Flush what is queued and stop, returning within ``settings.shutdown_timeout_s``.
 
@@ -231,6 +245,13 @@ def setup_telemetry(
     prometheus_client.disable_created_metrics()
     # The SDK reads this switch when a processor/exporter is built; on unless the operator said no.
     os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    # With the collector down the batch queues fill, and the SDK then calls
+    # ``logger.warning("Queue full, dropping …")`` for *every* dropped span and record — on the
+    # request path. Its DuplicateFilter prints one per 20 s, but only after a LogRecord was built
+    # and the caller's stack walked (≈15 µs each, two per request). The drops are counted in the
+    # self-metrics on /metrics (``otel_sdk_processor_*_processed_total{error_type="queue_full"}``),
+    # so that logger keeps only its errors.
+    logging.getLogger(_BATCH_PROCESSOR_LOGGER).setLevel(logging.ERROR)
 
     resource = providers.build_resource(settings.service_name, settings.environment, resource_attrs)
     self_metrics = SdkSelfMetrics(resource)

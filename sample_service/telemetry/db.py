@@ -1,9 +1,16 @@
 """SQLAlchemy: statement spans, statement duration, and the connection-pool metrics nobody else emits.
 
-Spans come from the contrib ``EngineTracer`` attached to ``engine.sync_engine`` only: instrumenting
-asyncpg as well would give every statement two spans. We construct ``EngineTracer`` directly rather
-than through ``SQLAlchemyInstrumentor().instrument(engine=…)``, which also patches
-``create_engine`` process-wide and can run only once per process.
+Statement spans: one CLIENT span per statement from two cursor events on ``engine.sync_engine`` only
+(instrumenting asyncpg as well would give every statement two spans), with the stable database
+semconv: name ``db.operation.name`` (e.g. ``SELECT``; the spec's ``{operation} {target}`` minus the
+target, which would need SQL parsing), ``db.system.name``, ``db.namespace``, ``db.operation.name``,
+``db.query.text`` (the statement as SQLAlchemy sends it — parameterised, ``$1``, never literal
+values), ``server.address``/``server.port``; on failure ``error.type``, ``db.response.status_code``
+(the SQLSTATE, when the driver gives one) and ERROR status. Why not the contrib ``EngineTracer``:
+per statement it re-derives the connection attributes from the URL, strips comments with a regex
+twice, enters ``use_span`` and sets every attribute one call (one lock) at a time: ≈35 % more CPU
+per statement than this (sqlite micro-measure, +130 vs +85 µs over an untraced statement). Most of
+what is left is the SDK span itself.
 
 Pool metrics:
 * count{idle|used}, max, pending: read from the pool by a Collector at scrape time — free on the
@@ -24,8 +31,7 @@ from functools import lru_cache
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
-from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import event
@@ -34,6 +40,7 @@ from sqlalchemy import exc as sa_exc
 from sample_service.telemetry import catalog as c
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
 from sample_service.telemetry.providers import tracer_for
+from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -43,7 +50,8 @@ if TYPE_CHECKING:
 
 _CHECKOUT_AT = "o11y.checkout_at"
 _STARTED_AT = "_o11y_started_at"
-_SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"
+_SPAN = "_o11y_span"
+TRACER_SCOPE = "sample_service.telemetry.db"
 
 
 @lru_cache(maxsize=1024)
@@ -109,30 +117,24 @@ class EngineInstrumentation:
         self._listeners: list[tuple[Any, str, Any]] = []
         self._pools = pools
         self._system = self.sync_engine.dialect.name  # "postgresql" is also the semconv value
+        self._metrics = metrics if pools is not None else None
+        self._tracer = tracer_for(tracer_provider, TRACER_SCOPE) if tracer_provider is not None else None
+        self._attributes_at_start = self._tracer is not None and not sampler_ignores_attributes(self._tracer)
+        self._static_attributes = _connection_attributes(self.sync_engine)
 
+        if self._metrics is not None or self._tracer is not None:
+            self._listen(self.sync_engine, "before_cursor_execute", self._before_execute)
+            self._listen(self.sync_engine, "after_cursor_execute", self._after_execute)
+            self._listen(self.sync_engine, "handle_error", self._on_error)
         if pools is not None:
             self._wait = metrics.pool_wait.labels(pool_name)
             self._use = metrics.pool_use.labels(pool_name)
             self._timeouts = metrics.pool_timeouts.labels(pool_name)
-            self._metrics = metrics
-            # Ours first: after_cursor_execute listeners run in order, and EngineTracer's ends the
-            # span we want as the statement histogram's exemplar.
-            self._listen(self.sync_engine, "before_cursor_execute", self._before_execute)
-            self._listen(self.sync_engine, "after_cursor_execute", self._after_execute)
             self._listen(self.sync_engine, "checkout", self._on_checkout)
             self._listen(self.sync_engine, "checkin", self._on_checkin)
             self._listen(self.sync_engine, "engine_disposed", lambda _engine: self._wrap_pool())
             self._wrap_pool()
             pools.add(self)
-
-        self._engine_tracer: EngineTracer | None = None
-        if tracer_provider is not None:
-            # The contrib tracer also counts connections through the OTel metrics SDK on every
-            # checkout/checkin; the pool Collector above covers that, so it gets a no-op counter.
-            usage = NoOpMeterProvider().get_meter(_SQLALCHEMY_SCOPE).create_up_down_counter("unused")
-            self._engine_tracer = EngineTracer(
-                tracer_for(tracer_provider, _SQLALCHEMY_SCOPE), self.sync_engine, usage
-            )
 
     def _listen(self, target: Any, name: str, fn: Any) -> None:
         event.listen(target, name, fn)
@@ -143,15 +145,6 @@ class EngineInstrumentation:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self._listeners.clear()
-        if self._engine_tracer is not None:
-            # EngineTracer.remove_all_event_listeners() would strip *every* engine's tracer.
-            registered = EngineTracer._remove_event_listener_params
-            for params in [p for p in registered if p[0]() is self.sync_engine]:
-                _ref, name, fn = params
-                if event.contains(self.sync_engine, name, fn):
-                    event.remove(self.sync_engine, name, fn)
-                registered.remove(params)
-            self._engine_tracer = None
         if self._pools is not None:
             self._pools.remove(self)
         pool = self.sync_engine.pool
@@ -192,10 +185,25 @@ class EngineInstrumentation:
 
     # --- statements ---------------------------------------------------------------------------
     def _before_execute(
-        self, _conn: Any, _cursor: Any, _stmt: str, _params: Any, context: Any, _many: bool
+        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
     ) -> None:
-        if context is not None:
-            setattr(context, _STARTED_AT, perf_counter())
+        if context is None:
+            return
+        if self._tracer is not None:
+            operation = operation_name(statement)
+            attributes = dict(self._static_attributes)
+            if operation:
+                attributes[_DB_OPERATION] = operation
+            attributes[_DB_QUERY_TEXT] = statement
+            if self._attributes_at_start:
+                span = self._tracer.start_span(operation or self._system, kind=SpanKind.CLIENT,
+                                               attributes=attributes)
+            else:  # the sampler does not look at them: the cheaper path (spans.set_clean_attributes)
+                span = self._tracer.start_span(operation or self._system, kind=SpanKind.CLIENT)
+                if span.is_recording():
+                    set_clean_attributes(span, attributes)
+            setattr(context, _SPAN, span)
+        setattr(context, _STARTED_AT, perf_counter())
 
     def _after_execute(
         self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
@@ -204,6 +212,51 @@ class EngineInstrumentation:
         if started is None:
             return
         seconds = perf_counter() - started
-        span = getattr(context, "_otel_span", None)  # set by EngineTracer; private, so optional
-        exemplar = exemplar_for(span) if span is not None else current_exemplar()
-        self._metrics.db_operation(self._system, operation_name(statement), seconds, exemplar)
+        span = getattr(context, _SPAN, None)
+        if self._metrics is not None:
+            exemplar = exemplar_for(span) if span is not None else current_exemplar()
+            self._metrics.db_operation(self._system, operation_name(statement), seconds, exemplar)
+        if span is not None:
+            span.end()
+
+    def _on_error(self, exception_context: Any) -> None:
+        span = getattr(exception_context.execution_context, _SPAN, None)
+        if span is None:
+            return
+        setattr(exception_context.execution_context, _SPAN, None)
+        error = exception_context.original_exception
+        if span.is_recording():
+            span.set_attribute(_ERROR_TYPE, type(error).__qualname__)
+            orig = getattr(error, "orig", None)
+            sqlstate = getattr(error, "sqlstate", None) or getattr(orig, "sqlstate", None)
+            if sqlstate:
+                span.set_attribute(_DB_RESPONSE_STATUS, str(sqlstate))
+            span.set_status(Status(StatusCode.ERROR, str(error)))
+        span.end()
+
+
+_DB_SYSTEM = "db.system.name"
+_DB_NAMESPACE = "db.namespace"
+_DB_OPERATION = "db.operation.name"
+_DB_QUERY_TEXT = "db.query.text"
+_DB_RESPONSE_STATUS = "db.response.status_code"
+_SERVER_ADDRESS = "server.address"
+_SERVER_PORT = "server.port"
+_ERROR_TYPE = "error.type"
+
+
+def _connection_attributes(engine: Engine) -> dict[str, Any]:
+    """The per-engine part of every statement span, computed once."""
+    url = engine.url
+    attributes: dict[str, Any] = {_DB_SYSTEM: engine.dialect.name}
+    if url.database and url.host:  # sqlite's "database" is a file path, not a namespace
+        attributes[_DB_NAMESPACE] = url.database
+    if url.host:
+        attributes[_SERVER_ADDRESS] = url.host
+        port = url.port or _DEFAULT_PORTS.get(engine.dialect.name)
+        if port:
+            attributes[_SERVER_PORT] = port
+    return attributes
+
+
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433, "oracle": 1521}

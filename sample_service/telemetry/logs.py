@@ -9,6 +9,15 @@ handler then runs on another thread, the stamped ids are re-attached as its cont
 The dispatcher polls every ``flush_interval_s`` and drains everything queued, rather than
 blocking on a queue: a blocking ``get`` would wake it (and hand it the GIL) once per record, which
 profiling showed as a visible cost per request.
+
+The access record (one per request) skips stdlib logging altogether: the middleware appends one
+tuple (timestamp, its span, the route, status, …) to the same deque, and the dispatcher writes its
+JSON line from a dict built directly and emits the OTel LogRecord straight through the SDK
+``Logger`` (scope ``sample_service.access``), with the span as its context. That removes a
+``logging.LogRecord`` per request on the loop and the ``LoggingHandler`` translation (``vars()``
+scan, reserved-key filter, context attach/detach) on the dispatcher: ≈50 µs of CPU per request
+(``benchmarks/telemetry_cost.py``). The record's content is unchanged: body ``"request"``,
+severity INFO, trace/span ids of the server span, the catalog attributes.
 """
 
 from __future__ import annotations
@@ -18,9 +27,12 @@ import sys
 import threading
 from collections import deque
 from datetime import UTC, datetime
+from time import time_ns
 from typing import IO, Any
 
 import orjson
+from opentelemetry._logs import LogRecord as OTelLogRecord
+from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import attach, detach
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
@@ -53,7 +65,7 @@ _STANDARD = frozenset(vars(logging.LogRecord("n", logging.INFO, "p", 0, "m", Non
 class ContextStampingQueueHandler(logging.Handler):
     """Root-logger handler: stamp trace context, enqueue, return. Drops (and counts) when full."""
 
-    def __init__(self, records: deque[logging.LogRecord], capacity: int) -> None:
+    def __init__(self, records: deque[Any], capacity: int) -> None:
         super().__init__()
         self._records = records
         self._capacity = capacity
@@ -154,16 +166,21 @@ class LogPipeline:
         capacity: int = 10_000,
         flush_interval_s: float = 0.1,
     ) -> None:
-        self._records: deque[logging.LogRecord] = deque()
+        self._records: deque[logging.LogRecord | tuple[Any, ...]] = deque()
+        self._capacity = capacity
         self._interval = flush_interval_s
         self._stop = threading.Event()
+        self._drain_lock = threading.Lock()
         self.handler = ContextStampingQueueHandler(self._records, capacity)
         self._stream = stream if stream is not None else (sys.stdout.buffer if json_stdout else None)
         self._formatter = JsonLinesFormatter()
         self._otel: TraceContextLoggingHandler | None = None
+        self._access_otel: Any = None  # the SDK Logger of the access records
         if logger_provider is not None:
             self._otel = TraceContextLoggingHandler(logger_provider=logger_provider)
             self._otel.addFilter(_NotFromOtel())
+            self._access_otel = logger_provider.get_logger(ACCESS_LOGGER)
+        self._access_logger = logging.getLogger(ACCESS_LOGGER)  # its level switches access records
         self._thread = threading.Thread(target=self._dispatch, name="o11y-log-dispatch", daemon=True)
         self._thread.start()
         root = logging.getLogger()
@@ -176,23 +193,97 @@ class LogPipeline:
         self._drain()
 
     def _drain(self) -> None:
-        records = self._records
-        wrote = False
-        while records:
-            self._write(records.popleft())
-            wrote = True
-        # One flush per drained batch, not one syscall per line.
-        if wrote and self._stream is not None:
-            self._flush_stream()
+        with self._drain_lock:  # the dispatcher, or a caller of flush()
+            records = self._records
+            wrote = False
+            while records:
+                self._write(records.popleft())
+                wrote = True
+            # One flush per drained batch, not one syscall per line.
+            if wrote and self._stream is not None:
+                self._flush_stream()
 
-    def _write(self, record: logging.LogRecord) -> None:
+    def flush(self) -> bool:
+        """Write out everything queued now, on the caller's thread (tests, benchmarks; not per request)."""
+        self._drain()
+        return True
+
+    def _write(self, record: logging.LogRecord | tuple[Any, ...]) -> None:
+        if record.__class__ is tuple:
+            self._write_access(record)  # type: ignore[arg-type]
+            return
         try:
             if self._stream is not None:
-                self._stream.write(self._formatter.format(record))
+                self._stream.write(self._formatter.format(record))  # type: ignore[arg-type]
             if self._otel is not None:
-                self._otel.handle(record)
+                self._otel.handle(record)  # type: ignore[arg-type]
         except Exception:  # a broken sink must never kill the dispatcher
-            self.handler.handleError(record)
+            self.handler.handleError(record)  # type: ignore[arg-type]
+
+    # --- the access record ------------------------------------------------------------------------
+    def access(
+        self,
+        span_context: SpanContext | None,
+        ids: dict[str, str] | None,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        error_type: str,
+        seconds: float,
+    ) -> None:
+        """Queue the request's access record (request path: one tuple, one append).
+
+        ``span_context``: the server span's (the record's trace_id/span_id); ``ids``: the same as
+        ``{"trace_id", "span_id"}`` hex strings when the caller already has them (the exemplar)."""
+        if not self._access_logger.isEnabledFor(logging.INFO):
+            return
+        if len(self._records) >= self._capacity:
+            self.handler.dropped += 1
+            return
+        self._records.append((time_ns(), span_context, ids, method, route, path, status, error_type, seconds))
+
+    def _write_access(self, item: tuple[Any, ...]) -> None:
+        ts, ctx, ids, method, route, path, status, error_type, seconds = item
+        attributes: dict[str, Any] = {
+            catalog.A.HTTP_METHOD: method,
+            catalog.A.HTTP_ROUTE: route,
+            catalog.A.URL_PATH: path,
+            catalog.A.HTTP_STATUS: status,
+            catalog.A.DURATION_S: seconds,
+        }
+        if error_type:
+            attributes[catalog.A.ERROR_TYPE] = error_type
+        valid = ctx is not None and ctx.is_valid
+        try:
+            if self._stream is not None:
+                doc: dict[str, Any] = {
+                    "timestamp": datetime.fromtimestamp(ts / 1e9, UTC).isoformat(timespec="microseconds"),
+                    "level": "INFO",
+                    "logger": ACCESS_LOGGER,
+                    "message": "request",
+                }
+                if valid:
+                    if ids is not None:
+                        doc.update(ids)
+                    else:
+                        doc["trace_id"] = format(ctx.trace_id, "032x")
+                        doc["span_id"] = format(ctx.span_id, "016x")
+                doc.update(attributes)
+                self._stream.write(orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE))
+            if self._access_otel is not None:
+                self._access_otel.emit(
+                    OTelLogRecord(
+                        timestamp=ts,
+                        context=set_span_in_context(NonRecordingSpan(ctx)) if valid else None,
+                        severity_text="INFO",
+                        severity_number=SeverityNumber.INFO,
+                        body="request",
+                        attributes=attributes,
+                    )
+                )
+        except Exception:  # a broken sink must never kill the dispatcher
+            logging.getLogger(__name__).debug("access record not written", exc_info=True)
 
     def _flush_stream(self) -> None:
         try:
@@ -206,22 +297,3 @@ class LogPipeline:
         self._stop.set()
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
-
-
-def emit_access_record(
-    logger: logging.Logger, method: str, route: str, path: str, status: int, seconds: float
-) -> None:
-    """One INFO record per request. Built directly: ``logger.info`` would walk the stack for the caller."""
-    if not logger.isEnabledFor(logging.INFO):
-        return
-    record = logging.LogRecord(logger.name, logging.INFO, "", 0, "request", None, None)
-    record.__dict__.update(
-        {
-            catalog.A.HTTP_METHOD: method,
-            catalog.A.HTTP_ROUTE: route,
-            catalog.A.URL_PATH: path,
-            catalog.A.HTTP_STATUS: status,
-            catalog.A.DURATION_S: seconds,
-        }
-    )
-    logger.handle(record)

@@ -62,9 +62,9 @@ def otlp_span_exporter(meter_provider: MeterProvider) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter(meter_provider=meter_provider)
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from sample_service.telemetry.otlp_http import WireOTLPSpanExporter
 
-    return OTLPSpanExporter(meter_provider=meter_provider)
+    return WireOTLPSpanExporter(meter_provider=meter_provider)
 
 
 def otlp_log_exporter(meter_provider: MeterProvider) -> LogRecordExporter:
@@ -72,9 +72,9 @@ def otlp_log_exporter(meter_provider: MeterProvider) -> LogRecordExporter:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
         return GrpcExporter(meter_provider=meter_provider)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from sample_service.telemetry.otlp_http import WireOTLPLogExporter
 
-    return OTLPLogExporter(meter_provider=meter_provider)
+    return WireOTLPLogExporter(meter_provider=meter_provider)
 
 
 def build_tracer_provider(

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, Tracer
 
 _ACTIVE_TRACER: ContextVar[Tracer | None] = ContextVar("o11y_active_tracer", default=None)
@@ -78,3 +80,39 @@ def traced(name: str | None = None) -> Callable[[F], F]:
         return sync_wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
+    """``span.set_attributes(attributes)`` for values already valid (str/int/bool/float, built by us).
+
+    The SDK's path re-validates every value (an ``isinstance`` cascade through the ``Sequence`` ABC)
+    and takes two locks per call: ≈1 µs per attribute, ≈20 µs for a server span's ten, on the event
+    loop. When the span is a live SDK span whose limits cannot bite (no value-length limit, room
+    under the count limit), the values go straight into its attribute dict; otherwise — or with a
+    future SDK that moved the field — the public call. The span belongs to one request's task, so
+    nothing else writes it concurrently.
+    """
+    bounded = getattr(span, "_attributes", None)
+    if (
+        bounded.__class__ is BoundedAttributes
+        and bounded.max_value_len is None  # type: ignore[union-attr]
+        and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)  # type: ignore[union-attr]
+        and getattr(span, "_end_time", 0) is None
+    ):
+        bounded._dict.update(attributes)  # type: ignore[union-attr]
+    else:
+        span.set_attributes(attributes)
+
+
+_ATTRIBUTE_BLIND = (sampling.StaticSampler,)
+
+
+def sampler_ignores_attributes(tracer: Any) -> bool:
+    """True when the tracer's sampler decides without looking at start attributes (always_on/off,
+    and parent-based over those — the default): then the attributes may be set right after start."""
+    sampler = getattr(tracer, "sampler", None)
+    if isinstance(sampler, sampling.ParentBased):
+        delegates = (sampler._root, sampler._remote_parent_sampled, sampler._remote_parent_not_sampled,
+                     sampler._local_parent_sampled, sampler._local_parent_not_sampled)
+        return all(isinstance(d, _ATTRIBUTE_BLIND) for d in delegates)
+    return isinstance(sampler, _ATTRIBUTE_BLIND)

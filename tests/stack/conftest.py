@@ -117,7 +117,7 @@ def traffic(native_stack: NativeStack, backends: Backends) -> Iterator[TrafficRe
 
 @pytest.fixture(scope="session")
 def ctx(backends: Backends, traffic: TrafficReport) -> Ctx:
-    return Ctx(backends)
+    return Ctx(backends, own_trace_ids=frozenset(traffic.trace_ids))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

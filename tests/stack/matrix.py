@@ -37,6 +37,9 @@ class Ctx:
 
     backends: Backends
     trace_ids: list[str] = field(default_factory=list)  # from Tempo, with the partner hop
+    # Trace ids our own traffic got back from the service: rows look these up in Tempo, so another
+    # process exporting to the same collector (a developer's benchmark, say) cannot be picked instead.
+    own_trace_ids: frozenset[str] = frozenset()
     notes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,12 +134,14 @@ def exemplars_in_tempo(ctx: Ctx) -> Any:
 # --- traces (pushed: SDK -> collector -> Tempo) ---------------------------------------------
 def traces_with_partner_hop(ctx: Ctx) -> Any:
     found = ctx.backends.tempo_search(
-        f'{{ resource.service.name = "{SERVICE}" && name = "partner.fetch" }}', limit=20
+        f'{{ resource.service.name = "{SERVICE}" && name = "partner.fetch" }}', limit=200
     )
     _need(found, "no sample-service trace with a partner.fetch span in Tempo search")
     complete = []
     for t in found:
         tid = hex_trace_id(t["traceID"])
+        if ctx.own_trace_ids and tid not in ctx.own_trace_ids:
+            continue
         trace = ctx.backends.tempo_trace(tid)
         if trace is None:
             continue

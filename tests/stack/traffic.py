@@ -28,6 +28,7 @@ RECORDS = "/v1/users/{user_id}/records"
 class TrafficReport:
     counts: Counter[tuple[str, str, int]] = field(default_factory=Counter)  # (scenario, route, status)
     errors: list[str] = field(default_factory=list)  # transport errors (not HTTP statuses)
+    trace_ids: set[str] = field(default_factory=set)  # from successful evaluate responses
 
     def statuses(self, route: str | None = None) -> Counter[int]:
         c: Counter[int] = Counter()
@@ -96,6 +97,8 @@ class Driver:
         try:
             r = self.client.request(method, path, **kwargs)
             self.report.counts[(scenario, route, r.status_code)] += 1
+            if route == EVALUATE and r.status_code == 200:
+                self.report.trace_ids.add(r.json()["trace_id"])
         except httpx.HTTPError as exc:
             self.report.errors.append(f"{scenario} {method} {path}: {type(exc).__name__}: {exc}")
 

@@ -37,7 +37,8 @@ def test_env_pins_parse(pins: dict[str, str]) -> None:
         assert pins.get(key), key
     assert re.fullmatch(r"\d+\.\d+\.\d+", pins["OTELCOL_VERSION"])
     assert re.fullmatch(r"v\d+\.\d+\.\d+", pins["PROMETHEUS_VERSION"])
-    assert re.fullmatch(r"[0-9a-f]{40}", pins["TEMPO_COMMIT"])
+    # A pseudo-version names 12 hex digits of the commit; a full hash is fine too.
+    assert re.fullmatch(r"[0-9a-f]{12,40}", pins["TEMPO_COMMIT"])
     modver = obtain.tempo_module_version(pins)
     assert modver == pins["TEMPO_COMMIT"] or modver.endswith("-" + pins["TEMPO_COMMIT"][:12])
     assert obtain.postgres_major(pins) == "15"
@@ -66,7 +67,7 @@ def test_builder_config_version_equals_pin(pins: dict[str, str]) -> None:
     assert obtain.builder_config_version(CONFIG) == version
     minor = int(version.split(".")[1])
     modules = obtain.builder_config_modules(CONFIG)
-    assert len(modules) >= 14
+    assert len(modules) >= 13
     for module, v in modules.items():
         if "/confmap/provider/" in module:
             assert v == f"v1.{minor - 94}.0", module
@@ -81,7 +82,6 @@ def test_builder_config_has_the_components_the_collector_config_needs() -> None:
         "processor/memorylimiterprocessor",
         "processor/batchprocessor",
         "exporter/otlpexporter",
-        "exporter/otlphttpexporter",
         "exporter/debugexporter",
         "exporter/prometheusexporter",
         "exporter/opensearchexporter",
