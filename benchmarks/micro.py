@@ -1,0 +1,159 @@
+"""Per-item CPU cost of each piece of the telemetry pipeline, measured in-process (no server, no wrk):
+
+    python -m benchmarks.micro            # µs per item, median of 5 repeats; pin it: taskset -c 1 …
+
+What one traced request costs the process beyond the app's work is roughly: the server span's
+start+end (on the event loop), one histogram observe with exemplar, one access record enqueued —
+and, later on background threads that still need the GIL, the access record's JSON line and OTel
+translation, the span's and the record's OTLP protobuf encoding. This puts a number on each, so a
+profile's percentages can be read as microseconds. Printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from prometheus_client import CollectorRegistry
+
+from sample_service.telemetry.exemplars import exemplar_for
+from sample_service.telemetry.logs import JsonLinesFormatter, TraceContextLoggingHandler
+from sample_service.telemetry.metrics import ServiceMetrics
+from sample_service.telemetry.providers import build_resource
+
+
+def _time(fn: Callable[[], Any], n: int) -> float:
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        runs.append((time.perf_counter() - t0) / n * 1e6)
+    return statistics.median(runs)
+
+
+def main() -> int:
+    resource = build_resource("sample-service", "bench")
+    results: list[tuple[str, float]] = []
+
+    # Spans: start + end of a SERVER span with the middleware's attributes (no processor: pure SDK).
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+    tracer = provider.get_tracer("bench")
+    attrs = {
+        "http.request.method": "GET",
+        "url.path": "/bench/trivial",
+        "url.scheme": "http",
+        "network.protocol.version": "1.1",
+        "client.address": "127.0.0.1",
+        "user_agent.original": "wrk",
+    }
+
+    def one_span() -> None:
+        s = tracer.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
+        s.update_name("GET /bench/trivial")
+        s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
+        s.end()
+
+    results.append(("span start+end (server span, 8 attributes)", _time(one_span, 20_000)))
+
+    # Finished spans for the encoder.
+    mem = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    for _ in range(512):
+        one_span()
+    spans = mem.get_finished_spans()
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    results.append(("OTLP encode, per span (batch of 512)", _time(lambda: encode_spans(spans), 20) / 512))
+    results.append(("  … of which Resource.__hash__ (once per span)", _time(lambda: hash(resource), 20_000)))
+    results.append(
+        (
+            "OTLP encode + serialize, per span",
+            _time(lambda: encode_spans(spans).SerializePartialToString(), 20) / 512,
+        )
+    )
+
+    # Metrics: the RED histogram observe with an exemplar.
+    metrics = ServiceMetrics(CollectorRegistry())
+    span = tracer.start_span("x")
+    results.append(("exemplar_for(span)", _time(lambda: exemplar_for(span), 50_000)))
+    ex = exemplar_for(span)
+    results.append(
+        (
+            "http_server_request (histogram observe + exemplar)",
+            _time(lambda: metrics.http_server_request("GET", "/bench/trivial", "200", "", 0.001, ex), 50_000),
+        )
+    )
+
+    # Logs: the access record's JSON line and its OTel translation (both on the dispatcher thread).
+    record = logging.LogRecord("sample_service.access", logging.INFO, "", 0, "request", None, None)
+    record.__dict__.update(
+        {
+            "http.request.method": "GET",
+            "http.route": "/bench/trivial",
+            "url.path": "/x",
+            "http.response.status_code": 200,
+            "duration_s": 0.001,
+            "otel_trace_id": 1 << 100,
+            "otel_span_id": 1 << 50,
+            "otel_trace_flags": 1,
+        }
+    )
+    fmt = JsonLinesFormatter()
+    results.append(("access record → JSON line (orjson)", _time(lambda: fmt.format(record), 50_000)))
+    log_mem = InMemoryLogRecordExporter()
+    lp = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    lp.add_log_record_processor(SimpleLogRecordProcessor(log_mem))
+    handler = TraceContextLoggingHandler(logger_provider=lp)
+    results.append(
+        ("access record → OTel LogRecord (LoggingHandler.emit)", _time(lambda: handler.emit(record), 20_000))
+    )
+    logs = log_mem.get_finished_logs()[:512]
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+
+    results.append(
+        ("OTLP encode, per log record (batch of 512)", _time(lambda: encode_logs(logs), 20) / len(logs))
+    )
+
+    class HashOnce(Resource):
+        def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
+            super().__init__(attributes, schema_url)
+            self._h = super().__hash__()
+
+        def __hash__(self) -> int:
+            return self._h
+
+    fast = HashOnce(resource.attributes, resource.schema_url)
+    provider2 = TracerProvider(resource=fast, shutdown_on_exit=False)
+    mem2 = InMemorySpanExporter()
+    provider2.add_span_processor(SimpleSpanProcessor(mem2))
+    t2 = provider2.get_tracer("bench")
+    for _ in range(512):
+        s = t2.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
+        s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
+        s.end()
+    spans2 = mem2.get_finished_spans()
+    results.append(
+        ("OTLP encode, per span, Resource hash cached", _time(lambda: encode_spans(spans2), 20) / 512)
+    )
+
+    width = max(len(n) for n, _ in results)
+    print(f"python {sys.version.split()[0]}; µs per item, median of 5 repeats")
+    for name, us in results:
+        print(f"  {name:<{width}}  {us:8.2f} µs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

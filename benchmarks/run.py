@@ -1,0 +1,566 @@
+"""``make bench`` (``python -m benchmarks.run``) and ``make bench-quick`` (``--quick``).
+
+Interleaved A/B pairs per case, service on one core, wrk on the other (docs/performance.md):
+
+  trivial_telemetry   GET /bench/trivial   A: telemetry off          B: full telemetry, collector up
+  evaluate_telemetry  POST /v1/evaluate    A: telemetry off          B: full telemetry, collector up
+  collector_down      GET /bench/trivial   A: full, collector up     B: full, collector stopped
+  naive_vs_optimized  records pages (deep + first)  A: n_plus_one,cache_off,offset_pagination  B: none
+  naive_vs_optimized_mixed  the same + POST /v1/evaluate (1:1:1)        A and B as above
+  collector_outage_rss  RSS and SDK drop counters over a collector outage under load
+
+Each case warms both arms up, then runs ``--pairs`` pairs, alternating the order (AB, BA, …) so a
+drift in the machine cancels; every measured run is preceded by a short unmeasured one on the same
+target. Ratios are B/A per pair; the headline is their median and the min-max is printed with it.
+Nothing here asserts on a time: the targets are reported as met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks import report, workloads
+from benchmarks.procs import http_get_text
+from benchmarks.report import CaseResult, OutageResult, Pair, Target
+from benchmarks.stack import BenchStack, Dataset, Service, find_collector, log, sdk_drop_counts, work_dir
+from benchmarks.wrk import WrkResult, run_wrk, wrk_binary
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+NAIVE_SCENARIOS = "n_plus_one,cache_off,offset_pagination"
+ALL_CASES = (
+    "trivial_telemetry",
+    "evaluate_telemetry",
+    "collector_down",
+    "naive_vs_optimized",
+    "naive_vs_optimized_mixed",
+    "collector_outage_rss",
+)
+VARIANT_CASES = ("variant_trivial", "variant_evaluate")
+
+TARGETS = {
+    "trivial_telemetry": Target(0.6, 2.0),
+    "evaluate_telemetry": Target(0.9, 1.2),
+    "collector_down": Target(0.95, 1.1),
+    # B is the optimized service: ≥10x the throughput, ≥5x lower p99 (ratio ≤ 0.2).
+    "naive_vs_optimized": Target(10.0, 0.2),
+    "naive_vs_optimized_mixed": Target(10.0, 0.2),
+}
+
+SMALL = Dataset(users=300, records_per_user=12, items_per_record=3, rules=30, heavy_user_records=3000)
+FULL = Dataset(users=2000, records_per_user=20, items_per_record=3, rules=50, heavy_user_records=20000)
+
+
+@dataclass
+class Config:
+    mode: str
+    duration_s: float
+    pairs: int
+    connections: int
+    threads: int
+    warmup_s: float
+    run_warmup_s: float
+    outage_s: float
+    dataset: Dataset
+    cases: tuple[str, ...]
+    service_core: int | None
+    load_core: int | None
+    service_env: dict[str, str] = field(default_factory=dict)
+    compare_env: dict[str, str] = field(default_factory=dict)
+    service_stdout: bool = False
+
+
+@dataclass
+class Arm:
+    label: str
+    url: str
+    script: Path
+    prepare: Callable[[], None] | None = None
+    pid: int | None = None
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """utime + stime of a process (every thread), in seconds; 0 when unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _wrk(cfg: Config, arm: Arm, seconds: float) -> WrkResult:
+    return run_wrk(
+        arm.url,
+        arm.script,
+        duration_s=seconds,
+        connections=cfg.connections,
+        threads=cfg.threads,
+        core=cfg.load_core,
+    )
+
+
+def run_case(cfg: Config, name: str, description: str, a: Arm, b: Arm) -> CaseResult:
+    result = CaseResult(name, description, a.label, b.label, TARGETS.get(name))
+    log(f"case {name}: warm-up {cfg.warmup_s:g}s per arm")
+    for arm in (a, b):
+        if arm.prepare:
+            arm.prepare()
+        _wrk(cfg, arm, cfg.warmup_s)
+    for i in range(cfg.pairs):
+        order = "AB" if i % 2 == 0 else "BA"
+        got: dict[str, WrkResult] = {}
+        for key in order:
+            arm = a if key == "A" else b
+            if arm.prepare:
+                arm.prepare()
+            if cfg.run_warmup_s > 0:
+                _wrk(cfg, arm, cfg.run_warmup_s)
+            load = os.getloadavg()[0]
+            cpu0 = process_cpu_s(arm.pid)
+            got[key] = _wrk(cfg, arm, cfg.duration_s)
+            r = got[key]
+            r.service_cpu_s = process_cpu_s(arm.pid) - cpu0
+            r.loadavg_before = load
+            log(
+                f"  pair {i + 1}/{cfg.pairs} {key} ({arm.label}): {r.throughput:,.0f} req/s "
+                f"p99 {r.p99_ms:.2f} ms"
+                f"{f' errors={r.errors}' if r.error_count else ''}"
+            )
+        pair = Pair(i + 1, order, got["A"], got["B"])
+        result.pairs.append(pair)
+        log(
+            f"  pair {i + 1}: throughput_ratio={pair.throughput_ratio:.2f} p99_ratio={pair.p99_ratio:.2f} "
+            f"cpu_per_request_ratio={pair.cpu_ratio:.2f}"
+        )
+    if result.errors:
+        result.notes.append(f"{result.errors} wrk errors (non-2xx, timeouts, socket errors) across the runs")
+    return result
+
+
+def run_outage(cfg: Config, stack: BenchStack, svc: Service, script: Path) -> OutageResult:
+    """Full telemetry under load; the collector is stopped for ``outage_s`` then started again."""
+    log(f"collector outage: {cfg.outage_s:g}s under load (RSS and SDK drop counters sampled)")
+    if not stack.collector_up:
+        stack.start_collector()
+    arm = Arm("outage", f"{svc.url}/bench/trivial", script)
+    _wrk(cfg, arm, max(cfg.warmup_s, 5.0))
+    before = svc.proc.rss_bytes()
+    drops_before = sdk_drop_counts(http_get_text(f"{svc.url}/metrics"))
+    stack.stop_collector()
+    started = time.monotonic()
+    wrk_cmd = [
+        wrk_binary(),
+        f"-t{cfg.threads}",
+        f"-c{cfg.connections}",
+        f"-d{max(1, round(cfg.outage_s))}s",
+        "--timeout=5s",
+        "-s",
+        str(script),
+        arm.url,
+    ]
+    if cfg.load_core is not None:
+        wrk_cmd = ["taskset", "-c", str(cfg.load_core), *wrk_cmd]
+    samples: list[dict[str, float]] = []
+    interval = 1.0 if cfg.outage_s <= 120 else 5.0
+    proc = subprocess.Popen(
+        wrk_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = started + cfg.outage_s + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(interval)
+            sample: dict[str, float] = {
+                "t": round(time.monotonic() - started, 1),
+                "rss_mb": svc.proc.rss_bytes() / 2**20,
+            }
+            try:
+                counts = sdk_drop_counts(http_get_text(f"{svc.url}/metrics", timeout=5))
+                sample.update(
+                    {
+                        k: v - drops_before.get(k, 0.0) if k.endswith(("dropped", "processed")) else v
+                        for k, v in counts.items()
+                    }
+                )
+            except OSError as exc:
+                sample["scrape_error"] = 1.0
+                log(f"  /metrics scrape failed during the outage: {exc}")
+            samples.append(sample)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=10)
+    end_rss = svc.proc.rss_bytes()
+    drops = sdk_drop_counts(http_get_text(f"{svc.url}/metrics"))
+    drops = {
+        k: v - drops_before.get(k, 0.0) if k.endswith(("dropped", "processed")) else v
+        for k, v in drops.items()
+    }
+    stack.start_collector()
+    # Recovery: load again for a while with the collector back; the queues drain, RSS should settle.
+    _wrk(cfg, arm, max(cfg.warmup_s, 5.0))
+    after = svc.proc.rss_bytes()
+    from benchmarks.wrk import parse_output
+
+    try:
+        res = parse_output(out)
+        requests, errors = res.requests, res.error_count
+    except Exception:
+        requests, errors = 0, -1
+        log(f"  wrk output unreadable: {err[-500:]}")
+    rss = [s["rss_mb"] for s in samples] or [end_rss / 2**20]
+    return OutageResult(
+        cfg.outage_s,
+        before / 2**20,
+        max(max(rss), before / 2**20),
+        end_rss / 2**20,
+        after / 2**20,
+        drops,
+        samples,
+        requests,
+        errors,
+    )
+
+
+def run(cfg: Config, out_dir: Path, collector_bin: Path, keep_dir: Path | None) -> int:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    cases: list[CaseResult] = []
+    outage: OutageResult | None = None
+    with (
+        work_dir(keep_dir) as wd,
+        BenchStack(
+            wd, cfg.dataset, collector_bin, cfg.service_core, cfg.load_core, service_stdout=cfg.service_stdout
+        ) as stack,
+    ):
+        scripts = wd / "scripts"
+        scripts.mkdir(exist_ok=True)
+        trivial = workloads.write_script(scripts / "trivial.lua", None)
+        evaluate = workloads.write_script(
+            scripts / "evaluate.lua", workloads.evaluate_requests(cfg.dataset.users)
+        )
+
+        def collector_on() -> None:
+            if not stack.collector_up:
+                stack.start_collector()
+
+        def collector_off() -> None:
+            stack.stop_collector()
+
+        needs_off = {"trivial_telemetry", "evaluate_telemetry"} & set(cfg.cases)
+        log("starting the service instances (service core)")
+        svc_on = stack.start_service("telemetry-on", telemetry=True, extra_env=cfg.service_env)
+        svc_off = stack.start_service("telemetry-off", telemetry=False) if needs_off else None
+
+        if "trivial_telemetry" in cfg.cases and svc_off is not None:
+            cases.append(
+                run_case(
+                    cfg,
+                    "trivial_telemetry",
+                    "GET /bench/trivial",
+                    Arm(
+                        "telemetry off",
+                        f"{svc_off.url}/bench/trivial",
+                        trivial,
+                        collector_on,
+                        pid=svc_off.proc.pid,
+                    ),
+                    Arm(
+                        "full telemetry, collector up",
+                        f"{svc_on.url}/bench/trivial",
+                        trivial,
+                        collector_on,
+                        pid=svc_on.proc.pid,
+                    ),
+                )
+            )
+        if "evaluate_telemetry" in cfg.cases and svc_off is not None:
+            cases.append(
+                run_case(
+                    cfg,
+                    "evaluate_telemetry",
+                    "POST /v1/evaluate",
+                    Arm(
+                        "telemetry off",
+                        f"{svc_off.url}/v1/evaluate",
+                        evaluate,
+                        collector_on,
+                        pid=svc_off.proc.pid,
+                    ),
+                    Arm(
+                        "full telemetry, collector up",
+                        f"{svc_on.url}/v1/evaluate",
+                        evaluate,
+                        collector_on,
+                        pid=svc_on.proc.pid,
+                    ),
+                )
+            )
+        if svc_off is not None:
+            stack.stop_service(svc_off)
+        if "collector_down" in cfg.cases:
+            cases.append(
+                run_case(
+                    cfg,
+                    "collector_down",
+                    "GET /bench/trivial, full telemetry",
+                    Arm(
+                        "collector up",
+                        f"{svc_on.url}/bench/trivial",
+                        trivial,
+                        collector_on,
+                        pid=svc_on.proc.pid,
+                    ),
+                    Arm(
+                        "collector down",
+                        f"{svc_on.url}/bench/trivial",
+                        trivial,
+                        collector_off,
+                        pid=svc_on.proc.pid,
+                    ),
+                )
+            )
+            collector_on()
+        naive_cases = [c for c in ("naive_vs_optimized", "naive_vs_optimized_mixed") if c in cfg.cases]
+        if naive_cases:
+            heavy = stack.heavy_user_record_ids(1)
+            svc_naive = stack.start_service(
+                "naive", telemetry=True, scenarios=NAIVE_SCENARIOS, extra_env=cfg.service_env
+            )
+            try:
+                for case in naive_cases:
+                    mixed = case.endswith("_mixed")
+                    scripts_ = [
+                        workloads.write_script(
+                            scripts / f"{case}-{kind}.lua",
+                            workloads.mixed_requests(
+                                naive=kind == "naive",
+                                users=cfg.dataset.users,
+                                heavy_ids=heavy,
+                                evaluate=mixed,
+                            ),
+                        )
+                        for kind in ("naive", "optimized")
+                    ]
+                    what = (
+                        "1:1:1 deep records page (user 1) / records page / evaluate"
+                        if mixed
+                        else "1:1 deep records page (user 1) / first records page of another user"
+                    )
+                    cases.append(
+                        run_case(
+                            cfg,
+                            case,
+                            what,
+                            Arm(
+                                f"naive ({NAIVE_SCENARIOS})",
+                                svc_naive.url,
+                                scripts_[0],
+                                collector_on,
+                                pid=svc_naive.proc.pid,
+                            ),
+                            Arm(
+                                "optimized (no scenarios)",
+                                svc_on.url,
+                                scripts_[1],
+                                collector_on,
+                                pid=svc_on.proc.pid,
+                            ),
+                        )
+                    )
+            finally:
+                stack.stop_service(svc_naive)
+        if cfg.compare_env:
+            # Before/after for a proposed change: same telemetry, plus the variant's environment.
+            variant = " ".join(f"{k}={v}" for k, v in cfg.compare_env.items())
+            svc_var = stack.start_service(
+                "variant", telemetry=True, extra_env={**cfg.service_env, **cfg.compare_env}
+            )
+            try:
+                for variant_case, path, script in (
+                    ("variant_trivial", "/bench/trivial", trivial),
+                    ("variant_evaluate", "/v1/evaluate", evaluate),
+                ):
+                    if variant_case in cfg.cases:
+                        cases.append(
+                            run_case(
+                                cfg,
+                                variant_case,
+                                f"{path}: full telemetry vs full telemetry + {variant}",
+                                Arm(
+                                    "full telemetry",
+                                    f"{svc_on.url}{path}",
+                                    script,
+                                    collector_on,
+                                    pid=svc_on.proc.pid,
+                                ),
+                                Arm(
+                                    f"+ {variant}",
+                                    f"{svc_var.url}{path}",
+                                    script,
+                                    collector_on,
+                                    pid=svc_var.proc.pid,
+                                ),
+                            )
+                        )
+            finally:
+                stack.stop_service(svc_var)
+        if "collector_outage_rss" in cfg.cases:
+            # A fresh instance, so its RSS is not inherited from the cases above.
+            stack.stop_service(svc_on)
+            svc = stack.start_service("outage", telemetry=True, extra_env=cfg.service_env)
+            outage = run_outage(cfg, stack, svc, trivial)
+
+        meta = {
+            "timestamp": stamp,
+            "mode": cfg.mode,
+            "duration_s": cfg.duration_s,
+            "pairs": cfg.pairs,
+            "connections": cfg.connections,
+            "threads": cfg.threads,
+            "warmup_s": cfg.warmup_s,
+            "run_warmup_s": cfg.run_warmup_s,
+            "dataset": vars(cfg.dataset),
+            "service_core": cfg.service_core,
+            "load_core": cfg.load_core,
+            "collector": str(collector_bin),
+            "python": sys.version.split()[0],
+            "cpu_count": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(),
+            "service_env": cfg.service_env,
+            "compare_env": cfg.compare_env,
+            "pids": stack.spawned,
+        }
+    paths = report.write_all(out_dir, stamp, meta, cases, outage)
+    log(f"results: {paths['json']} {paths['md']} {paths['png']}")
+    for c in cases:
+        print(c.line(), flush=True)
+    if outage is not None:
+        print(outage.line(), flush=True)
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="development mode: 2 s runs, 1 pair, 60 s outage")
+    p.add_argument("--pairs", type=int, help="interleaved A/B pairs per case (full: 3, quick: 1)")
+    p.add_argument("--duration", type=float, help="seconds per measured run (full: 10, quick: 2)")
+    p.add_argument("--warmup", type=float, help="seconds of warm-up per arm at the start of a case")
+    p.add_argument("--run-warmup", type=float, help="unmeasured seconds before each measured run")
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--outage-minutes", type=float, help="collector outage length (full: 10, quick: 1)")
+    p.add_argument("--outage-seconds", type=float, help="same, in seconds (wins over --outage-minutes)")
+    p.add_argument("--cases", default=",".join(ALL_CASES), help=f"comma list from {','.join(ALL_CASES)}")
+    p.add_argument("--users", type=int, help="dataset users (full: 2000, quick: 300)")
+    p.add_argument("--heavy-user-records", type=int, help="records of user 1 (full: 20000, quick: 3000)")
+    p.add_argument("--service-core", type=int, default=1)
+    p.add_argument("--load-core", type=int, default=0)
+    p.add_argument("--no-pin", action="store_true", help="do not pin (a 1-core machine)")
+    p.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra env for the telemetry-on services (e.g. OTEL_BSP_SCHEDULE_DELAY=1000)",
+    )
+    p.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="before/after of a proposed change: adds the variant_* cases (full telemetry vs "
+        "full telemetry + this env); pick them with --cases variant_trivial,variant_evaluate",
+    )
+    p.add_argument("--collector-bin", help="the collector binary (default: the cache; built once if missing)")
+    p.add_argument("--no-build", action="store_true", help="fail instead of building a missing collector")
+    p.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument(
+        "--service-stdout",
+        action="store_true",
+        help="keep the services' JSON log lines in --keep-dir (default: /dev/null; formatting is paid)",
+    )
+    p.add_argument("--keep-dir", type=Path, help="keep logs and scripts here instead of a temp dir")
+    a = p.parse_args(argv)
+    quick = a.quick
+    base = SMALL if quick else FULL
+    dataset = Dataset(
+        users=a.users or base.users,
+        records_per_user=base.records_per_user,
+        items_per_record=base.items_per_record,
+        rules=base.rules,
+        heavy_user_records=a.heavy_user_records or base.heavy_user_records,
+    )
+    cases = tuple(c.strip() for c in a.cases.split(",") if c.strip())
+    unknown = set(cases) - set(ALL_CASES) - set(VARIANT_CASES)
+    if unknown:
+        p.error(f"unknown cases: {sorted(unknown)}")
+    outage_s = (
+        a.outage_seconds
+        if a.outage_seconds is not None
+        else (a.outage_minutes * 60 if a.outage_minutes is not None else (60.0 if quick else 600.0))
+    )
+    pin = not a.no_pin and (os.cpu_count() or 1) >= 2
+    if not pin:
+        log("not pinning: fewer than 2 CPUs (or --no-pin); service and wrk share the machine")
+
+    def kv(items: list[str], flag: str) -> dict[str, str]:
+        out = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep:
+                p.error(f"{flag} {item!r}: expected KEY=VALUE")
+            out[key] = value
+        return out
+
+    env = kv(a.service_env, "--service-env")
+    compare = kv(a.compare_env, "--compare-env")
+    if compare and not set(cases) & set(VARIANT_CASES):
+        cases = (*cases, *VARIANT_CASES)
+    cfg = Config(
+        mode="quick" if quick else "full",
+        duration_s=a.duration or (2.0 if quick else 10.0),
+        pairs=a.pairs or (1 if quick else 3),
+        connections=a.connections,
+        threads=a.threads,
+        warmup_s=a.warmup if a.warmup is not None else (2.0 if quick else 5.0),
+        run_warmup_s=a.run_warmup if a.run_warmup is not None else (1.0 if quick else 3.0),
+        outage_s=outage_s,
+        dataset=dataset,
+        cases=cases,
+        service_core=a.service_core if pin else None,
+        load_core=a.load_core if pin else None,
+        service_env=env,
+        compare_env=compare,
+        service_stdout=a.service_stdout,
+    )
+    return cfg, a
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds the ``with`` blocks, so every process the run started is stopped.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    cfg, a = parse_args(argv)
+    wrk_binary()  # fail early, with the hint, when wrk is missing
+    collector = find_collector(a.collector_bin, build=not a.no_build)
+    return run(cfg, a.out_dir, collector, a.keep_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
