@@ -26,5 +26,6 @@ class Services:
     scenarios: ScenarioState
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a sync dependency in the thread pool, a round trip on every request.
     return request.app.state.services  # type: ignore[no-any-return]
