@@ -124,6 +124,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     FIGURES["session_t0"] = time.monotonic()
 
 
+# pytest_sessionstart only runs for a root-level conftest; when the whole suite runs from the repo
+# root this file is imported at collection, which is close enough to the session's start.
+FIGURES.setdefault("session_t0", time.monotonic())
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if "startup_s" not in FIGURES:
         return
@@ -148,4 +153,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             "restart on same data dirs: "
             + ", ".join(f"{k} {v:.1f}s" for k, v in FIGURES["restart_s"].items())
         )
-    tr.write_line(f"stack session wall time: {time.monotonic() - FIGURES['session_t0']:.0f}s")
+    tr.write_line(f"stack session wall time: {time.monotonic() - FIGURES.get('session_t0', 0.0):.0f}s")
