@@ -114,4 +114,7 @@ def test_sdk_own_warnings_are_not_exported(rig: Rig) -> None:
     lines = stdout_lines(rig, at_least=2)
     assert {line["logger"] for line in lines} >= {"opentelemetry.sdk.test", "tests.after"}
     logs = exported_logs(rig, at_least=1)
-    assert [log.instrumentation_scope.name for log in logs] == ["tests.after"]
+    # Only this test's two loggers matter: a record another test's httpx client logs late from its
+    # own thread may land here too (it went through the root logger like any application record).
+    scopes = [log.instrumentation_scope.name for log in logs if log.instrumentation_scope.name != "httpx"]
+    assert scopes == ["tests.after"]
