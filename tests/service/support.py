@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sample_service.app import create_app
 from sample_service.settings import Settings
 from sample_service.telemetry import Telemetry, setup_telemetry
+from scripts.native.health import poll_until as _poll_until
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -44,14 +45,8 @@ def dead_port() -> int:
 
 
 def poll_until(fn: Callable[[], T], what: str, timeout: float = 10.0, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """The project's one poll loop (scripts/native/health.py), with defaults for in-process waits."""
+    return _poll_until(fn, what, timeout, interval)
 
 
 async def apoll_until(fn: Callable[[], Any], what: str, within: float = 10.0, interval: float = 0.05) -> Any:
