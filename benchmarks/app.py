@@ -28,6 +28,12 @@ what docs/performance.md measured before proposing it to the service):
   ``O11Y_BENCH_ASYNC_SERVICES=1``  the ``services`` dependency overridden by an ``async def`` twin: the
                                    service's sync ``def services(request)`` makes FastAPI hop to
                                    the thread pool (and back) on every request that uses it.
+
+Diagnostics (bench-only; not O11Y_-prefixed, so it passes the runner's env filter to every service):
+``BENCH_STALL_PROBE=<dir>`` writes ``<dir>/stalls-<pid>.json`` every
+2 s: how late a 1 ms timer on the event loop fires (the loop's stalls: a long callback, a GC pause,
+the GIL held by another thread) and every GC pause by generation — what a p99 is made of
+(``benchmarks/stalls.py``).
 """
 
 from __future__ import annotations
@@ -129,7 +135,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(inner: FastAPI) -> AsyncIterator[Any]:
         async with service_lifespan(inner) as state:
             _apply_gc_tuning()
-            yield state
+            probe_dir = os.environ.get("BENCH_STALL_PROBE")
+            if probe_dir:
+                from benchmarks.stalls import StallProbe
+
+                async with StallProbe(probe_dir, telemetry=app.state.services.settings.telemetry_enabled):
+                    yield state
+            else:
+                yield state
 
     app.router.lifespan_context = lifespan
     return app

@@ -18,19 +18,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.context import attach, detach
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, set_span_in_context
 from prometheus_client import CollectorRegistry
 
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import JsonLinesFormatter, TraceContextLoggingHandler
 from sample_service.telemetry.metrics import ServiceMetrics
-from sample_service.telemetry.providers import build_resource
+from sample_service.telemetry.providers import build_resource, tracer_for
 
 
 def _time(fn: Callable[[], Any], n: int) -> float:
@@ -66,6 +67,33 @@ def main() -> int:
         s.end()
 
     results.append(("span start+end (server span, 8 attributes)", _time(one_span, 20_000)))
+
+    # The same through the service's tracer (lean_trace.LeanTracer over the same provider), and a
+    # request's shape: server span activated, one child span, both ended — SDK vs lean, same process.
+    lean = tracer_for(provider, "bench")
+
+    def one_span_lean() -> None:
+        s = lean.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
+        s.update_name("GET /bench/trivial")
+        s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
+        s.end()
+
+    results.append(("  … the same, LeanTracer", _time(one_span_lean, 20_000)))
+
+    def request_shape(t: Any) -> Callable[[], None]:
+        def run() -> None:
+            s = t.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
+            token = attach(set_span_in_context(s))
+            with t.start_as_current_span("child"):
+                pass
+            detach(token)
+            s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
+            s.end()
+
+        return run
+
+    results.append(("server span + child span + context (SDK tracer)", _time(request_shape(tracer), 20_000)))
+    results.append(("  … the same, LeanTracer", _time(request_shape(lean), 20_000)))
 
     # Finished spans for the encoder.
     mem = InMemorySpanExporter()

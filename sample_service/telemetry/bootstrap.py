@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from sample_service.settings import Settings
 from sample_service.telemetry import providers
 from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetryMiddleware
+from sample_service.telemetry.drop_counts import defer_drop_counts
 from sample_service.telemetry.logs import LogPipeline
 from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics
 from sample_service.telemetry.sdk_metrics import SdkSelfMetrics
@@ -263,18 +264,20 @@ def setup_telemetry(
         if span_exporter is None:
             span_exporter = providers.otlp_span_exporter(self_metrics.meter_provider)
         exporters.append(span_exporter)
-        tracer_provider, _ = providers.build_tracer_provider(
+        tracer_provider, span_processor = providers.build_tracer_provider(
             resource, span_exporter, self_metrics.meter_provider
         )
+        _defer_drops(span_processor, self_metrics)
 
     logger_provider = None
     if settings.logs_enabled:
         if log_exporter is None:
             log_exporter = providers.otlp_log_exporter(self_metrics.meter_provider)
         exporters.append(log_exporter)
-        logger_provider, _ = providers.build_logger_provider(
+        logger_provider, log_processor = providers.build_logger_provider(
             resource, log_exporter, self_metrics.meter_provider
         )
+        _defer_drops(log_processor, self_metrics)
 
     log_pipeline = None
     if settings.logs_enabled or settings.log_json_stdout:
@@ -296,3 +299,9 @@ def setup_telemetry(
         log_pipeline=log_pipeline,
         exporters=exporters,
     )
+
+
+def _defer_drops(processor: Any, self_metrics: SdkSelfMetrics) -> None:
+    flush = defer_drop_counts(processor)
+    if flush is not None:
+        self_metrics.before_collect.append(flush)

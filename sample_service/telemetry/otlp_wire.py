@@ -20,12 +20,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from struct import Struct
+from time import sleep
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, StatusCode
 
 _logger = logging.getLogger(__name__)
+
+# Encoding runs on the exporters' worker threads, in batches of up to 512 items (≈5-8 ms of CPU).
+# The event loop, back from epoll with a request to serve, must wait for the GIL until the worker
+# drops it — after the 5 ms switch interval, once per burst: a latency spike for every in-flight
+# request (the p99 of issue 5). Yielding every 64 items bounds that wait to ≈1 ms.
+_YIELD_EVERY = 64
+
+
+def yield_gil() -> None:
+    """Let a thread waiting for the GIL (the event loop) run now, instead of after the switch interval."""
+    sleep(0)
 
 _FIXED64 = Struct("<Q").pack
 _FIXED32 = Struct("<I").pack
@@ -162,7 +174,9 @@ def _group(
 ) -> dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]]:
     """resource → scope → encoded items, grouped like the SDK (which merges equal resources/scopes)."""
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
-    for item in items:
+    for n, item in enumerate(items, 1):
+        if not n % _YIELD_EVERY:
+            yield_gil()
         resource = item.resource  # ReadableSpan: a plain property; ReadableLogRecord: a field
         scope = item.instrumentation_scope or None
         by_scope = groups.get(id(resource))

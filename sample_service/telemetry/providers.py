@@ -21,6 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Tracer
 
+from sample_service.telemetry.lean_trace import lean_tracer
+
 HTTP_PROTOBUF = "http/protobuf"
 GRPC = "grpc"
 
@@ -104,12 +106,17 @@ def tracer_for(provider: TracerProvider, name: str, version: str | None = None) 
     (``otel.sdk.span.*``) — even into a no-op MeterProvider it builds an attribute dict and a
     closure per span. We want only the processor/exporter metrics (queue drops, export failures),
     so the tracer's private counter object is swapped for the SDK's own no-op one when present.
+
+    The result is a ``lean_trace.LeanTracer`` over that SDK tracer (same sampler, ids, resource,
+    limits, processors; a cheaper span object — see lean_trace.py), which does not call the SDK's
+    per-span self-metrics at all; the swap above still matters if the SDK tracer is kept (a
+    disabled or non-SDK tracer is returned as is).
     """
     tracer = provider.get_tracer(name, version)
     if hasattr(tracer, "_tracer_metrics"):
         try:
             from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
         except ImportError:  # a future SDK moved it: keep the (slightly dearer) default
-            return tracer
+            return lean_tracer(tracer)
         tracer._tracer_metrics = NoOpTracerMetrics()
-    return tracer
+    return lean_tracer(tracer)

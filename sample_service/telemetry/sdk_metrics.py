@@ -15,7 +15,7 @@ per-record counters (``otel.sdk.span.started`` …) would add an OTel instrument
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -61,11 +61,15 @@ class SdkSelfMetrics(Collector):
 
     def __init__(self, resource: Resource) -> None:
         self._reader = InMemoryMetricReader()
+        # Called first on every collect (and at shutdown): counts kept outside the SDK (drop_counts.py)
+        self.before_collect: list[Callable[[], None]] = []
         self.meter_provider = MeterProvider(
             metric_readers=[self._reader], resource=resource, shutdown_on_exit=False
         )
 
     def collect(self) -> Iterator[PromFamily]:
+        for hook in self.before_collect:
+            hook()
         data = self._reader.get_metrics_data()
         if data is None:
             return
@@ -77,6 +81,8 @@ class SdkSelfMetrics(Collector):
                         yield family
 
     def shutdown(self) -> None:
+        for hook in self.before_collect:
+            hook()
         self.meter_provider.shutdown(timeout_millis=1000)
 
 

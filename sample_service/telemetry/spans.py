@@ -21,6 +21,8 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, Tracer
 
+from sample_service.telemetry.lean_trace import LeanSpan
+
 _ACTIVE_TRACER: ContextVar[Tracer | None] = ContextVar("o11y_active_tracer", default=None)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,6 +94,9 @@ def set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
     future SDK that moved the field — the public call. The span belongs to one request's task, so
     nothing else writes it concurrently.
     """
+    if span.__class__ is LeanSpan:
+        span.set_clean_attributes(attributes)
+        return
     bounded = getattr(span, "_attributes", None)
     if (
         bounded.__class__ is BoundedAttributes

@@ -118,3 +118,55 @@ def test_sdk_own_warnings_are_not_exported(rig: Rig) -> None:
     # own thread may land here too (it went through the root logger like any application record).
     scopes = [log.instrumentation_scope.name for log in logs if log.instrumentation_scope.name != "httpx"]
     assert scopes == ["tests.after"]
+
+
+def test_direct_access_record_encodes_like_the_sdk_route() -> None:
+    """The service's set-up (batch processors only) queues AccessLogRecords directly; any other
+    set-up goes through the SDK Logger. Both must export the same OTLP record."""
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs as sdk_encode_logs
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import (
+        BatchLogRecordProcessor,
+        InMemoryLogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from sample_service.telemetry import otlp_wire
+    from sample_service.telemetry.logs import AccessLogRecord, LogPipeline
+
+    resource = Resource({"service.name": "svc"})
+    ctx = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(3))
+    encoded = []
+    for direct in (True, False):
+        exporter = InMemoryLogRecordExporter()
+        provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+        provider.add_log_record_processor(
+            BatchLogRecordProcessor(exporter) if direct else SimpleLogRecordProcessor(exporter)
+        )
+        pipeline = LogPipeline(level="INFO", json_stdout=False, logger_provider=provider, flush_interval_s=60)
+        try:
+            assert (pipeline._access_queues is not None) is direct
+            pipeline.access(ctx, None, "GET", "/v1/x/{id}", "/v1/x/7", 404, "", 0.0042)
+            pipeline.access(None, None, "_OTHER", "", "/nope", 400, "400", 0.001)  # no span: no ids
+            pipeline.flush()
+            provider.force_flush()
+            records = list(exporter.get_finished_logs())
+        finally:
+            pipeline.close(2.0)
+            provider.shutdown()
+        assert len(records) == 2
+        assert all(isinstance(r, AccessLogRecord) is direct for r in records)
+        message = sdk_encode_logs(records)
+        assert otlp_wire.encode_logs(records) == message.SerializeToString() or \
+            type(message).FromString(otlp_wire.encode_logs(records)) == message
+        for rl in message.resource_logs:
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    rec.observed_time_unix_nano = 0
+                    rec.time_unix_nano = 0
+        encoded.append(message)
+    assert encoded[0] == encoded[1]
+    record = encoded[0].resource_logs[0].scope_logs[0].log_records[0]
+    assert record.trace_id == (0xABC).to_bytes(16, "big") and record.body.string_value == "request"

@@ -6,6 +6,8 @@ resources and scopes)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs as sdk_encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
@@ -39,7 +41,13 @@ RESOURCE_B = Resource(
 )
 
 
-def _spans() -> list:
+def _sdk_tracer(provider: TracerProvider, *args: Any, **kwargs: Any) -> Any:
+    return provider.get_tracer(*args, **kwargs)
+
+
+def _spans(tracer_of: Callable[..., Any] = _sdk_tracer, id_generator: Any = None) -> list:
+    """Spans of every shape; ``tracer_of(provider, name, ...)`` picks the tracer implementation
+    (tests/unit/test_telemetry_lean_trace.py runs the same scenario through the lean tracer)."""
     exported = InMemorySpanExporter()
     providers = []
     for resource in (RESOURCE_A, RESOURCE_B):
@@ -47,15 +55,16 @@ def _spans() -> list:
             resource=resource,
             shutdown_on_exit=False,
             span_limits=SpanLimits(max_span_attributes=12, max_events=2, max_links=1),
+            **({"id_generator": id_generator} if id_generator is not None else {}),
         )
         p.add_span_processor(SimpleSpanProcessor(exported))
         providers.append(p)
-    t1 = providers[0].get_tracer("scope.one", "0.1", schema_url="https://example.com/s", attributes={"sa": 1})
-    t2 = providers[0].get_tracer("scope.two")
-    t1_again = providers[0].get_tracer(
-        "scope.one", "0.1", schema_url="https://example.com/s", attributes={"sa": 1}
+    t1 = tracer_of(providers[0], "scope.one", "0.1", schema_url="https://example.com/s", attributes={"sa": 1})
+    t2 = tracer_of(providers[0], "scope.two")
+    t1_again = tracer_of(
+        providers[0], "scope.one", "0.1", schema_url="https://example.com/s", attributes={"sa": 1}
     )
-    t3 = providers[1].get_tracer("")
+    t3 = tracer_of(providers[1], "")
 
     remote = SpanContext(
         0xABC,

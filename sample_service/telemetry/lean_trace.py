@@ -1,0 +1,496 @@
+"""A lean Tracer/Span over the SDK's TracerProvider: same sampler, ids, resource, limits, processors.
+
+Why: on a one-core service the SDK's span object is the largest telemetry cost left on the event
+loop (issue 5). Per span the SDK builds a ``BoundedAttributes`` (a lock, a validation cascade per
+value), a ``BoundedList`` per events/links, a ``threading.Lock``, then a second object — a
+``ReadableSpan`` copy — at ``end()``, and ``start_as_current_span`` adds a generator-based context
+manager around ``use_span``. ``LeanSpan`` is one ``__slots__`` object that is its own readable form:
+it is handed to the provider's span processors (``BatchSpanProcessor``, or an in-memory exporter in
+tests) as is, with the ReadableSpan surface (``name``, ``context``, ``parent``, ``attributes``,
+``events``, ``status``, ``resource``, …) and the private fields the wire encoder reads
+(``otlp_wire.encode_span``).
+
+What stays the SDK's: the TracerProvider (``OTEL_TRACES_SAMPLER``, id generator, resource,
+``SpanLimits`` from ``OTEL_SPAN_*``), the processors and exporters, shutdown and flush. What is the
+same as the SDK's span, by test (``tests/unit/test_telemetry_lean_trace.py``): the exported OTLP
+bytes for the same span, sampling decisions and trace flags, status rules (OK is final, UNSET is
+ignored), exception events, attribute validation and count limits, ``end()`` idempotence.
+
+Not supported (falls back to the SDK tracer): a provider whose tracer is disabled by a tracer
+configurator, and ``OTEL_SDK_DISABLED`` (the provider hands out a no-op tracer itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from random import getrandbits
+from time import time_ns
+from types import TracebackType
+from typing import Any
+
+from opentelemetry import trace as trace_api
+from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.context import Context, attach, detach
+from opentelemetry.sdk.trace import Event, sampling
+from opentelemetry.sdk.trace import Tracer as SdkTracer
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+
+_logger = logging.getLogger(__name__)
+
+_UNSET = Status(StatusCode.UNSET)
+_INTERNAL = SpanKind.INTERNAL
+_TRACE_ID_MAX = (1 << 128) - 1
+_SPAN_ID_MAX = (1 << 64) - 1
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_DEFAULT = TraceFlags(TraceFlags.DEFAULT)
+_SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_DEFAULT_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
+_EMPTY_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
+_NEW = tuple.__new__
+
+
+def _span_context(trace_id: int, span_id: int, flags: TraceFlags, trace_state: Any) -> SpanContext:
+    # SpanContext.__new__ re-derives is_valid from range checks; our ids are valid by construction.
+    return _NEW(SpanContext, (trace_id, span_id, False, flags, trace_state, True))  # type: ignore[no-any-return]
+
+
+class _Attributes(dict):  # type: ignore[type-arg]
+    """The span's attributes: a plain dict (what the encoder iterates) that counts what the limit dropped."""
+
+    __slots__ = ("dropped",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+
+class _Bounded(list):  # type: ignore[type-arg]
+    """Events or links, newest kept (the SDK's BoundedList), with the count of what was dropped."""
+
+    __slots__ = ("dropped",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def add(self, item: Any, limit: int | None) -> None:
+        if limit is not None and len(self) >= limit:
+            if not limit:
+                self.dropped += 1
+                return
+            del self[0]
+            self.dropped += 1
+        self.append(item)
+
+
+class LeanSpan(trace_api.Span):
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end_time",
+        "_events",
+        "_kind",
+        "_links",
+        "_name",
+        "_parent",
+        "_record_exception",
+        "_set_status_on_exception",
+        "_start_time",
+        "_status",
+        "_tracer",
+    )
+
+    def __init__(
+        self,
+        tracer: LeanTracer,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        start_time: int,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> None:
+        self._tracer = tracer
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._kind = kind
+        self._start_time = start_time
+        self._end_time: int | None = None
+        self._attributes = _Attributes()
+        self._events: _Bounded | None = None
+        self._links: _Bounded | None = None
+        self._status = _UNSET
+        self._record_exception = record_exception
+        self._set_status_on_exception = set_status_on_exception
+
+    # --- trace_api.Span -------------------------------------------------------------------------
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def is_recording(self) -> bool:
+        return self._end_time is None
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_time is not None:
+            _logger.warning("Calling end() on an ended span.")
+            return
+        self._end_time = end_time if end_time is not None else time_ns()
+        self._tracer._processor.on_end(self)
+
+    def update_name(self, name: str) -> None:
+        if self._end_time is None:
+            self._name = name
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self.set_attributes({key: value})
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self._end_time is not None:
+            _logger.warning("Setting attribute on ended span.")
+            return
+        # The SDK's own cleaning (types, keys, string length), applied the way BoundedAttributes does.
+        cleaned = _clean_attribute_value(attributes, self._tracer._max_value_len)
+        self._attributes.dropped += len(attributes) - len(cleaned)
+        self._store(cleaned)
+
+    def set_clean_attributes(self, attributes: Mapping[str, Any]) -> None:
+        """``set_attributes`` for values already valid and within the length limit (built by us)."""
+        if self._end_time is not None:
+            return
+        if self._tracer._max_value_len is not None:  # a length limit: values must be cut, by the SDK's rules
+            self.set_attributes(attributes)
+        else:
+            self._store(attributes)
+
+    def _store(self, attributes: Mapping[str, Any]) -> None:
+        attrs = self._attributes
+        limit = self._tracer._max_attributes
+        if limit is None or len(attrs) + len(attributes) <= limit:
+            attrs.update(attributes)  # (a key set again keeps its place; the SDK moves it last)
+            return
+        for key, value in attributes.items():  # BoundedAttributes: full → the oldest pair goes
+            if key in attrs:
+                del attrs[key]
+            elif len(attrs) >= limit:
+                _logger.warning("Attributes dict is full. Dropping the oldest key-value pair from attributes "
+                                "to make space for the new key-value pair.")
+                del attrs[next(iter(attrs))]
+                attrs.dropped += 1
+            attrs[key] = value
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        if self._end_time is not None:
+            _logger.warning("Setting attribute on ended span.")
+            return
+        limits = self._tracer._limits
+        bounded = BoundedAttributes(
+            limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )
+        if self._events is None:
+            self._events = _Bounded()
+        self._events.add(Event(name=name, attributes=bounded, timestamp=timestamp), limits.max_events)
+
+    def add_link(self, context: SpanContext, attributes: Any = None) -> None:
+        if self._end_time is not None:
+            _logger.warning("Setting attribute on ended span.")
+            return
+        if not (context and (context.is_valid or attributes or context.trace_state)):
+            return  # the SDK's rule for a link worth keeping
+        limits = self._tracer._limits
+        if self._links is None:
+            self._links = _Bounded()
+        self._links.add(trace_api.Link(context, BoundedAttributes(
+            limits.max_link_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
+        )), limits.max_links)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._end_time is not None:
+            _logger.warning("Setting attribute on ended span.")
+            return
+        if self._status.status_code is StatusCode.OK:  # OK is final
+            return
+        if isinstance(status, Status):
+            if status.status_code is StatusCode.UNSET:
+                return
+            if description is not None:
+                _logger.warning("Description %s ignored. Use either `Status` or `(StatusCode, Description)`",
+                                description)
+            self._status = status
+        elif status is not StatusCode.UNSET:
+            self._status = Status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Any = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        module = type(exception).__module__
+        qualname = type(exception).__qualname__
+        event_attributes: dict[str, Any] = {
+            "exception.type": f"{module}.{qualname}" if module and module != "builtins" else qualname,
+            "exception.message": str(exception),
+            "exception.stacktrace": "".join(traceback.format_exception(exception)),
+            "exception.escaped": str(escaped),
+        }
+        if attributes:
+            event_attributes.update(attributes)
+        self.add_event("exception", event_attributes, timestamp)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        if exc_val is not None and self._end_time is None:
+            if self._record_exception:
+                self.record_exception(exc_val, escaped=True)
+            if self._set_status_on_exception:
+                self.set_status(Status(StatusCode.ERROR, f"{type(exc_val).__name__}: {exc_val}"))
+        self.end()
+
+    # --- the ReadableSpan surface (processors, exporters, tests) -------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def context(self) -> SpanContext:
+        return self._context
+
+    @property
+    def parent(self) -> SpanContext | None:
+        return self._parent
+
+    @property
+    def kind(self) -> SpanKind:
+        return self._kind
+
+    @property
+    def start_time(self) -> int:
+        return self._start_time
+
+    @property
+    def end_time(self) -> int | None:
+        return self._end_time
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        return dict(self._attributes)
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._attributes.dropped
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(self._events or ())
+
+    @property
+    def links(self) -> tuple[trace_api.Link, ...]:
+        return tuple(self._links or ())
+
+    @property
+    def dropped_events(self) -> int:
+        return self._events.dropped if self._events is not None else 0
+
+    @property
+    def dropped_links(self) -> int:
+        return self._links.dropped if self._links is not None else 0
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def resource(self) -> Any:
+        return self._tracer.resource
+
+    @property
+    def instrumentation_scope(self) -> Any:
+        return self._tracer.instrumentation_scope
+
+    @property
+    def instrumentation_info(self) -> Any:
+        return self._tracer.instrumentation_info
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(name="{self._name}", context={self._context})'
+
+
+class _UseSpan:
+    """``with tracer.start_as_current_span(...)``: activate, record the escaping exception, end.
+
+    The SDK's equivalent is a generator context manager wrapping ``use_span``; the semantics are the
+    same (an ``Exception`` is recorded and sets ERROR, a ``BaseException`` like ``GeneratorExit``
+    is not; the span ends after its context is detached)."""
+
+    __slots__ = ("_end_on_exit", "_record_exception", "_set_status", "_span", "_token")
+
+    def __init__(self, span: Any, end_on_exit: bool, record_exception: bool, set_status: bool) -> None:
+        self._span = span
+        self._end_on_exit = end_on_exit
+        self._record_exception = record_exception
+        self._set_status = set_status
+
+    def __enter__(self) -> Any:
+        self._token = attach(set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        span = self._span
+        try:
+            detach(self._token)
+            if isinstance(exc, Exception) and span.is_recording():
+                if self._record_exception:
+                    span.record_exception(exc)
+                if self._set_status:
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            if self._end_on_exit:
+                span.end()
+
+
+def _sampler_fast_path(sampler: Any) -> str | None:
+    """"on" for always_on, "parent" for parentbased_always_on with the default delegates, else None
+    (then the sampler itself is asked, exactly as the SDK asks it)."""
+    if sampler is sampling.ALWAYS_ON:
+        return "on"
+    if isinstance(sampler, sampling.ParentBased):
+        if (
+            sampler._root is sampling.ALWAYS_ON
+            and sampler._remote_parent_sampled is sampling.ALWAYS_ON
+            and sampler._local_parent_sampled is sampling.ALWAYS_ON
+            and sampler._remote_parent_not_sampled is sampling.ALWAYS_OFF
+            and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
+        ):
+            return "parent"
+    return None
+
+
+class LeanTracer(trace_api.Tracer):
+    """Hands out ``LeanSpan``s; everything it decides with comes from the SDK tracer it wraps."""
+
+    def __init__(self, sdk_tracer: SdkTracer) -> None:
+        self.sampler = sdk_tracer.sampler
+        self.resource = sdk_tracer.resource
+        self.instrumentation_scope = sdk_tracer._instrumentation_scope
+        self.instrumentation_info = sdk_tracer.instrumentation_info
+        self._processor = sdk_tracer.span_processor
+        self._limits = sdk_tracer._span_limits
+        self._max_attributes = self._limits.max_span_attributes
+        self._max_value_len = self._limits.max_span_attribute_length
+        self._id_generator = sdk_tracer.id_generator
+        self._random_ids = type(self._id_generator) is RandomIdGenerator  # may draw the bits itself
+        self._random_flag = bool(self._id_generator.is_trace_id_random())  # W3C random-trace-id flag
+        self._fast = _sampler_fast_path(self.sampler)
+
+    def _new_trace_id(self) -> int:
+        if self._random_ids:
+            trace_id = getrandbits(128)
+            while not trace_id:
+                trace_id = getrandbits(128)
+            return trace_id
+        return self._id_generator.generate_trace_id()  # type: ignore[no-any-return]
+
+    def _new_span_id(self) -> int:
+        if self._random_ids:
+            span_id = getrandbits(64)
+            while not span_id:
+                span_id = getrandbits(64)
+            return span_id
+        return self._id_generator.generate_span_id()  # type: ignore[no-any-return]
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = _INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace_api.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace_api.Span:
+        parent: SpanContext | None = get_current_span(context).get_span_context()
+        if parent is not None and not parent.is_valid:
+            parent = None
+
+        fast = self._fast
+        if fast is not None and not links and (fast == "on" or parent is None or parent.trace_flags.sampled):
+            # always_on, or the default parent-based sampler with a sampled (or no) parent: sampled,
+            # no sampler attributes, the parent's trace state kept — what the sampler would answer.
+            if parent is None:
+                trace_id = self._new_trace_id()
+                flags = _SAMPLED_RANDOM if self._random_flag else _SAMPLED
+                trace_state = _EMPTY_TRACE_STATE
+            else:
+                trace_id = parent.trace_id
+                flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
+                trace_state = parent.trace_state
+            span_context = _span_context(trace_id, self._new_span_id(), flags, trace_state)
+            initial = attributes
+        else:
+            trace_id = self._new_trace_id() if parent is None else parent.trace_id
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampled = result.decision.is_sampled()
+            random_ids = self._random_flag if parent is None else parent.trace_flags.random_trace_id
+            if random_ids:
+                flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
+            else:
+                flags = _SAMPLED if sampled else _DEFAULT
+            span_context = _span_context(trace_id, self._new_span_id(), flags, result.trace_state)
+            if not result.decision.is_recording():
+                return NonRecordingSpan(span_context)
+            initial = result.attributes  # the SDK's span starts with what the sampler returns
+
+        span = LeanSpan(
+            self, name, span_context, parent, kind,
+            start_time if start_time is not None else time_ns(),
+            record_exception, set_status_on_exception,
+        )
+        if initial:
+            span.set_attributes(initial)
+        for link in links or ():
+            span.add_link(link.context, link.attributes)
+        self._processor.on_start(span, parent_context=context)
+        return span
+
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = _INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace_api.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> _UseSpan:
+        span = self.start_span(name, context, kind, attributes, links, start_time, record_exception,
+                               set_status_on_exception)
+        return _UseSpan(span, end_on_exit, record_exception, set_status_on_exception)
+
+
+def lean_tracer(sdk_tracer: Any) -> Any:
+    """``LeanTracer`` over an SDK tracer; any other tracer (no-op, disabled, foreign) is returned as is."""
+    if not isinstance(sdk_tracer, SdkTracer) or not sdk_tracer._is_enabled():
+        return sdk_tracer
+    return LeanTracer(sdk_tracer)
