@@ -3,6 +3,7 @@ the rules see ``partner_score = None`` and the outcome says why."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,8 +25,24 @@ class PartnerResult:
     score: float | None = None
 
 
+def quiet_httpx_request_log() -> None:
+    """httpx logs every request at INFO (``HTTP Request: GET … "HTTP/1.1 200 OK"``) on logger
+    ``httpx``. The partner hop already has its CLIENT span and ``http.client.request.duration``
+    (method, server, status, duration, trace context), so that line is a duplicate — and with the
+    service's root logger at INFO (telemetry on) it was a full second log record per request:
+    ``Logger._log`` with its stack walk on the event loop (≈65 µs/request of /v1/evaluate in a
+    py-spy profile), then a JSON line and an OTLP record in the background. Raised to WARNING only
+    while nobody configured the ``httpx`` logger (level NOTSET), so an operator's explicit level
+    wins; httpx's warnings and errors still pass.
+    """
+    httpx_logger = logging.getLogger("httpx")
+    if httpx_logger.level == logging.NOTSET:
+        httpx_logger.setLevel(logging.WARNING)
+
+
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
     """The one shared client: a bounded, keep-alive connection pool to the partner."""
+    quiet_httpx_request_log()
     return httpx.AsyncClient(
         base_url=settings.partner_base_url,
         timeout=httpx.Timeout(settings.partner_timeout_s, connect=min(settings.partner_timeout_s, 0.5)),

@@ -1,9 +1,10 @@
 """SQLAlchemy: statement spans, statement duration, and the connection-pool metrics nobody else emits.
 
-Statement spans: one CLIENT span per statement from two cursor events on ``engine.sync_engine`` only
-(instrumenting asyncpg as well would give every statement two spans), with the stable database
-semconv: name ``db.operation.name`` (e.g. ``SELECT``; the spec's ``{operation} {target}`` minus the
-target, which would need SQL parsing), ``db.system.name``, ``db.namespace``, ``db.operation.name``,
+Statement spans: one CLIENT span per statement around the dialect's ``do_execute`` /
+``do_executemany`` / ``do_execute_no_params`` of ``engine.sync_engine`` only (instrumenting asyncpg as
+well would give every statement two spans), with the stable database semconv: name
+``db.operation.name`` (e.g. ``SELECT``; the spec's ``{operation} {target}`` minus the target, which
+would need SQL parsing), ``db.system.name``, ``db.namespace``, ``db.operation.name``,
 ``db.query.text`` (the statement as SQLAlchemy sends it — parameterised, ``$1``, never literal
 values), ``server.address``/``server.port``; on failure ``error.type``, ``db.response.status_code``
 (the SQLSTATE, when the driver gives one) and ERROR status. Why not the contrib ``EngineTracer``:
@@ -12,6 +13,19 @@ twice, enters ``use_span`` and sets every attribute one call (one lock) at a tim
 per statement than this (sqlite micro-measure, +130 vs +85 µs over an untraced statement). Most of
 what is left is the SDK span itself.
 
+Why the dialect's methods and not the ``before/after_cursor_execute`` + ``handle_error`` events (as
+before): *any* engine-level ``ConnectionEvents`` listener (those, and ``engine_disposed``) sets
+``engine._has_events``, and from then on every ``Connection`` joins the engine's dispatcher and
+takes SQLAlchemy's evented path for every execute, begin, commit and rollback — a new
+``_JoinedListener`` per event name per connection, ``before_execute``/``after_execute`` dispatch, …
+The telemetry-off app never pays that; with the wrap the telemetry-on app runs the very same
+SQLAlchemy code path plus our two calls per statement. The wrap is an instance attribute on the
+engine's own dialect (``del`` restores the class method), called by SQLAlchemy exactly where the
+cursor events fire (between ``before_cursor_execute`` and ``after_cursor_execute``, also for each
+insertmanyvalues batch and for ``_cursor_execute``); a call with no execution context, and the
+dialect's own start-up queries on the first connect (a Connection SQLAlchemy keeps out of events),
+are passed through untraced, as before.
+
 Pool metrics:
 * count{idle|used}, max, pending: read from the pool by a Collector at scrape time — free on the
   request path;
@@ -19,8 +33,9 @@ Pool metrics:
   pool's ``_do_get`` (the call that blocks while the pool is exhausted: with an
   AsyncAdaptedQueuePool it awaits an asyncio queue inside SQLAlchemy's greenlet bridge) and time
   it; ``sqlalchemy.exc.TimeoutError`` out of it is a pool timeout. ``engine.dispose()`` swaps in a
-  new pool, so the wrap is re-applied on ``engine_disposed``. ``_do_get`` is private API — pinned
-  by the sqlalchemy<2.2 dependency and covered by tests;
+  new pool, so the wrap is re-applied after it (``engine.dispose`` is wrapped on the instance: an
+  ``engine_disposed`` listener would put every connection on the evented path, see above).
+  ``_do_get`` is private API — pinned by the sqlalchemy<2.2 dependency and covered by tests;
 * use_time: ``checkout`` → ``checkin`` events.
 """
 
@@ -39,6 +54,7 @@ from sqlalchemy import exc as sa_exc
 
 from sample_service.telemetry import catalog as c
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
+from sample_service.telemetry.metrics import fast_observe
 from sample_service.telemetry.providers import tracer_for
 from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
 
@@ -49,8 +65,6 @@ if TYPE_CHECKING:
     from sqlalchemy.pool import Pool
 
 _CHECKOUT_AT = "o11y.checkout_at"
-_STARTED_AT = "_o11y_started_at"
-_SPAN = "_o11y_span"
 TRACER_SCOPE = "sample_service.telemetry.db"
 
 
@@ -100,7 +114,7 @@ class PoolsCollector(Collector):
 
 
 class EngineInstrumentation:
-    """Everything attached to one engine; ``uninstrument()`` removes the listeners it added."""
+    """Everything attached to one engine; ``uninstrument()`` removes what it added."""
 
     def __init__(
         self,
@@ -115,24 +129,27 @@ class EngineInstrumentation:
         self.pool_name = pool_name
         self.pending = 0
         self._listeners: list[tuple[Any, str, Any]] = []
+        self._wrapped: list[tuple[Any, str]] = []  # (object, attribute) we set on an instance
         self._pools = pools
         self._system = self.sync_engine.dialect.name  # "postgresql" is also the semconv value
         self._metrics = metrics if pools is not None else None
         self._tracer = tracer_for(tracer_provider, TRACER_SCOPE) if tracer_provider is not None else None
         self._attributes_at_start = self._tracer is not None and not sampler_ignores_attributes(self._tracer)
         self._static_attributes = _connection_attributes(self.sync_engine)
+        # statement → (span name, operation, attributes): statements are few and repeat
+        self._statement_cache: dict[str, tuple[str, str, dict[str, Any]]] = {}
 
         if self._metrics is not None or self._tracer is not None:
-            self._listen(self.sync_engine, "before_cursor_execute", self._before_execute)
-            self._listen(self.sync_engine, "after_cursor_execute", self._after_execute)
-            self._listen(self.sync_engine, "handle_error", self._on_error)
+            self._wrap_dialect()
         if pools is not None:
-            self._wait = metrics.pool_wait.labels(pool_name)
-            self._use = metrics.pool_use.labels(pool_name)
+            self._wait = fast_observe(metrics.pool_wait.labels(pool_name))
+            self._use = fast_observe(metrics.pool_use.labels(pool_name))
             self._timeouts = metrics.pool_timeouts.labels(pool_name)
+            # Pool events live on the pool's own dispatcher (carried over to the new pool by
+            # dispose()); they do not put connections on the evented path.
             self._listen(self.sync_engine, "checkout", self._on_checkout)
             self._listen(self.sync_engine, "checkin", self._on_checkin)
-            self._listen(self.sync_engine, "engine_disposed", lambda _engine: self._wrap_pool())
+            self._wrap_dispose()
             self._wrap_pool()
             pools.add(self)
 
@@ -140,11 +157,19 @@ class EngineInstrumentation:
         event.listen(target, name, fn)
         self._listeners.append((target, name, fn))
 
+    def _set(self, target: Any, name: str, value: Any) -> None:
+        setattr(target, name, value)
+        self._wrapped.append((target, name))
+
     def uninstrument(self) -> None:
         for target, name, fn in self._listeners:
             if event.contains(target, name, fn):
                 event.remove(target, name, fn)
         self._listeners.clear()
+        for target, name in self._wrapped:
+            if name in vars(target):
+                delattr(target, name)  # back to the class attribute
+        self._wrapped.clear()
         if self._pools is not None:
             self._pools.remove(self)
         pool = self.sync_engine.pool
@@ -152,6 +177,20 @@ class EngineInstrumentation:
             del pool._do_get  # back to the class method
 
     # --- pool ---------------------------------------------------------------------------------
+    def _wrap_dispose(self) -> None:
+        engine = self.sync_engine
+        if "dispose" in vars(engine):
+            return
+        dispose = engine.dispose
+
+        def dispose_and_rewrap(*args: Any, **kwargs: Any) -> None:
+            try:
+                dispose(*args, **kwargs)
+            finally:
+                self._wrap_pool()  # dispose() made a new pool
+
+        self._set(engine, "dispose", dispose_and_rewrap)
+
     def _wrap_pool(self) -> None:
         pool: Pool = self.sync_engine.pool
         if "_do_get" in vars(pool) or not hasattr(pool, "_do_get"):
@@ -184,47 +223,94 @@ class EngineInstrumentation:
             self._use.observe(perf_counter() - started)
 
     # --- statements ---------------------------------------------------------------------------
-    def _before_execute(
-        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
-    ) -> None:
-        if context is None:
+    def _wrap_dialect(self) -> None:
+        dialect = self.sync_engine.dialect
+        if any(name in vars(dialect) for name in ("do_execute", "do_executemany", "do_execute_no_params")):
+            # Someone already wrapped this dialect (an engine sharing it is instrumented): its
+            # statements get their spans there; a second wrap would give every statement two.
             return
-        if self._tracer is not None:
-            operation = operation_name(statement)
-            attributes = dict(self._static_attributes)
-            if operation:
-                attributes[_DB_OPERATION] = operation
-            attributes[_DB_QUERY_TEXT] = statement
-            if self._attributes_at_start:
-                span = self._tracer.start_span(operation or self._system, kind=SpanKind.CLIENT,
-                                               attributes=attributes)
-            else:  # the sampler does not look at them: the cheaper path (spans.set_clean_attributes)
-                span = self._tracer.start_span(operation or self._system, kind=SpanKind.CLIENT)
-                if span.is_recording():
-                    set_clean_attributes(span, attributes)
-            setattr(context, _SPAN, span)
-        setattr(context, _STARTED_AT, perf_counter())
+        measure, untraced = self._measure, _evented_off
+        do_execute, do_executemany = dialect.do_execute, dialect.do_executemany
+        do_execute_no_params = dialect.do_execute_no_params
 
-    def _after_execute(
-        self, _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool
-    ) -> None:
-        started = getattr(context, _STARTED_AT, None)
-        if started is None:
-            return
+        def traced_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+            if context is None or untraced(context):
+                do_execute(cursor, statement, parameters, context)
+                return
+            span, operation, started = measure(statement)
+            try:
+                do_execute(cursor, statement, parameters, context)
+            except BaseException as exc:
+                self._failed(span, exc)
+                raise
+            self._finished(operation, span, started)
+
+        def traced_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+            if context is None or untraced(context):
+                do_executemany(cursor, statement, parameters, context)
+                return
+            span, operation, started = measure(statement)
+            try:
+                do_executemany(cursor, statement, parameters, context)
+            except BaseException as exc:
+                self._failed(span, exc)
+                raise
+            self._finished(operation, span, started)
+
+        def traced_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
+            if context is None or untraced(context):
+                do_execute_no_params(cursor, statement, context)
+                return
+            span, operation, started = measure(statement)
+            try:
+                do_execute_no_params(cursor, statement, context)
+            except BaseException as exc:
+                self._failed(span, exc)
+                raise
+            self._finished(operation, span, started)
+
+        self._set(dialect, "do_execute", traced_execute)
+        self._set(dialect, "do_executemany", traced_executemany)
+        self._set(dialect, "do_execute_no_params", traced_execute_no_params)
+
+    def _describe(self, statement: str) -> tuple[str, str, dict[str, Any]]:
+        """(span name, operation, attributes) of a statement, computed once per distinct statement."""
+        operation = operation_name(statement)
+        attributes = dict(self._static_attributes)
+        if operation:
+            attributes[_DB_OPERATION] = operation
+        attributes[_DB_QUERY_TEXT] = statement
+        described = (operation or self._system, operation, attributes)
+        if len(self._statement_cache) < _STATEMENT_CACHE_MAX:
+            self._statement_cache[statement] = described
+        return described
+
+    def _measure(self, statement: str) -> tuple[Any, str, float]:
+        """Start the statement's span (when tracing): (span or None, operation, start time)."""
+        described = self._statement_cache.get(statement) or self._describe(statement)
+        tracer = self._tracer
+        span = None
+        if tracer is not None:
+            if self._attributes_at_start:
+                span = tracer.start_span(described[0], kind=_CLIENT, attributes=described[2])
+            else:  # the sampler does not look at them: the cheaper path (spans.set_clean_attributes)
+                span = tracer.start_span(described[0], kind=_CLIENT)
+                if span.is_recording():
+                    set_clean_attributes(span, described[2])
+        return span, described[1], perf_counter()
+
+    def _finished(self, operation: str, span: Any, started: float) -> None:
         seconds = perf_counter() - started
-        span = getattr(context, _SPAN, None)
-        if self._metrics is not None:
+        metrics = self._metrics
+        if metrics is not None:
             exemplar = exemplar_for(span) if span is not None else current_exemplar()
-            self._metrics.db_operation(self._system, operation_name(statement), seconds, exemplar)
+            metrics.db_operation(self._system, operation, seconds, exemplar)
         if span is not None:
             span.end()
 
-    def _on_error(self, exception_context: Any) -> None:
-        span = getattr(exception_context.execution_context, _SPAN, None)
+    def _failed(self, span: Any, error: BaseException) -> None:
         if span is None:
             return
-        setattr(exception_context.execution_context, _SPAN, None)
-        error = exception_context.original_exception
         if span.is_recording():
             span.set_attribute(_ERROR_TYPE, type(error).__qualname__)
             orig = getattr(error, "orig", None)
@@ -235,6 +321,17 @@ class EngineInstrumentation:
         span.end()
 
 
+_STATEMENT_CACHE_MAX = 1024
+_CLIENT = SpanKind.CLIENT
+
+
+def _evented_off(context: Any) -> bool:
+    """True on a Connection SQLAlchemy built with ``_has_events=False``: its ``first_connect``
+    hook running ``dialect.initialize`` (``SHOW standard_conforming_strings``, ``select
+    pg_catalog.version()``, …). SQLAlchemy keeps those out of the cursor events, so the event-based
+    instrumentation never traced them; neither does this."""
+    connection = getattr(context, "root_connection", None)
+    return connection is not None and vars(connection).get("_has_events") is False
 _DB_SYSTEM = "db.system.name"
 _DB_NAMESPACE = "db.namespace"
 _DB_OPERATION = "db.operation.name"

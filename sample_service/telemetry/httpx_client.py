@@ -4,6 +4,13 @@ A transport wrapper instead of ``HTTPXClientInstrumentor``: one span and one ``o
 no OTel metrics SDK on the path, and the exemplar comes from the client span we already hold.
 ``instrument_client`` swaps the client's transports (``_transport``/``_mounts``, private httpx
 attributes — httpx is pinned <1); ``TracingTransport`` can also be passed as ``transport=``.
+
+Hot path: the span's attributes go in after start on the cheap path when the sampler does not look
+at them (``spans.set_clean_attributes``), ``server.address``/``server.port`` are derived once per
+origin, and with the default propagators (``tracecontext,baggage``) the ``traceparent`` is written
+straight from the client span — the same header the propagator writes — without building a Context
+for ``propagator.inject``; the baggage propagator still runs when the current context carries
+baggage, and any other propagator configuration takes the general path.
 """
 
 from __future__ import annotations
@@ -12,13 +19,42 @@ from time import perf_counter
 from typing import Any
 
 import httpx
+from opentelemetry.baggage import get_all as get_all_baggage
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
+from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
 
 _KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_CLIENT = SpanKind.CLIENT
+_ERROR = Status(StatusCode.ERROR)
+_TRACEPARENT = "traceparent"
+_TRACESTATE = "tracestate"
+
+
+def _w3c_only(propagator: TextMapPropagator) -> tuple[bool, TextMapPropagator | None] | None:
+    """(traceparent by hand?, the baggage propagator or None) when ``propagator`` is W3C trace
+    context (+ optionally W3C baggage) and nothing else — the OTEL_PROPAGATORS default; else None."""
+    parts: Any = [propagator]
+    if isinstance(propagator, CompositePropagator):
+        parts = getattr(propagator, "_propagators", None)
+    if not parts:
+        return None
+    tracecontext = False
+    baggage = None
+    for part in parts:
+        if type(part) is TraceContextTextMapPropagator and not tracecontext:
+            tracecontext = True
+        elif type(part) is W3CBaggagePropagator and baggage is None:
+            baggage = part
+        else:
+            return None
+    return tracecontext, baggage
 
 
 class TracingTransport(httpx.AsyncBaseTransport):
@@ -34,26 +70,60 @@ class TracingTransport(httpx.AsyncBaseTransport):
         self._tracer = tracer
         self._metrics = metrics
         self._propagator = propagator
+        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer)
+        self._w3c = _w3c_only(propagator)
+        self._origins: dict[tuple[str, str, int | None], tuple[str, int]] = {}
+
+    def _server(self, url: httpx.URL) -> tuple[str, int]:
+        key = (url.scheme, url.host, url.port)
+        server = self._origins.get(key)
+        if server is None:
+            server = (url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 80))
+            if len(self._origins) < 256:
+                self._origins[key] = server
+        return server
+
+    def _inject(self, request: httpx.Request, span: Any) -> None:
+        """traceparent for the callee; the client span is its parent."""
+        w3c = self._w3c
+        if w3c is None:
+            self._propagator.inject(request.headers, context=set_span_in_context(span))
+            return
+        tracecontext, baggage = w3c
+        if tracecontext:
+            ctx = span.get_span_context()
+            if ctx.is_valid:  # TraceContextTextMapPropagator skips INVALID_SPAN_CONTEXT
+                headers = request.headers
+                headers[_TRACEPARENT] = f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+                if ctx.trace_state:
+                    headers[_TRACESTATE] = ctx.trace_state.to_header()
+        if baggage is not None and get_all_baggage():  # baggage is the current context's, span or not
+            baggage.inject(request.headers)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         start = perf_counter()
         raw_method = request.method
         method = raw_method if raw_method in _KNOWN_METHODS else "_OTHER"
         url = request.url
-        host = url.host
+        host, port = self._server(url)
         span = None
-        if self._tracer is not None:
+        tracer = self._tracer
+        if tracer is not None:
             attributes: dict[str, Any] = {
                 "http.request.method": method,
                 "server.address": host,
-                "server.port": url.port or _DEFAULT_PORTS.get(url.scheme, 80),
+                "server.port": port,
                 "url.full": str(url.copy_with(username=None, password=None)) if url.userinfo else str(url),
             }
             if method == "_OTHER":
                 attributes["http.request.method_original"] = raw_method
-            span = self._tracer.start_span(method, kind=SpanKind.CLIENT, attributes=attributes)
-            # traceparent for the callee; the client span is its parent.
-            self._propagator.inject(request.headers, context=set_span_in_context(span))
+            if self._attributes_at_start:
+                span = tracer.start_span(method, kind=_CLIENT, attributes=attributes)
+            else:  # the sampler does not look at them: the cheaper path
+                span = tracer.start_span(method, kind=_CLIENT)
+                if span.is_recording():
+                    set_clean_attributes(span, attributes)
+            self._inject(request, span)
 
         status = 0
         error_type = ""
@@ -73,11 +143,14 @@ class TracingTransport(httpx.AsyncBaseTransport):
             exemplar = None
             if span is not None:
                 if span.is_recording():
-                    if status:
-                        span.set_attribute("http.response.status_code", status)
                     if error_type:
-                        span.set_attribute("error.type", error_type)
-                        span.set_status(Status(StatusCode.ERROR))
+                        span.set_attributes(
+                            {"http.response.status_code": status, "error.type": error_type}
+                            if status else {"error.type": error_type}
+                        )
+                        span.set_status(_ERROR)
+                    elif status:
+                        set_clean_attributes(span, {"http.response.status_code": status})
                     exemplar = exemplar_for(span)
                 span.end()
             else:

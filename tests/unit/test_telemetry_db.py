@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool
 
@@ -168,3 +168,54 @@ def test_two_pools_and_a_restarted_lifespan_share_one_collector(rig: Rig, tmp_pa
     finally:
         for engine in (main, starved, main_again):
             engine.dispose()
+
+
+def test_statement_spans_keep_sqlalchemy_on_its_non_evented_path(rig: Rig, engine: sqlalchemy.Engine) -> None:
+    """No engine-level event listener: one would set ``engine._has_events`` and put every
+    connection's execute/begin/commit on SQLAlchemy's evented path (the telemetry-off app never is)."""
+    instrumentation = rig.tel.instrument_engine(engine, "main")
+    assert instrumentation is not None
+    assert engine._has_events is False
+    with rig.tel.tracer.start_as_current_span("request"):
+        with engine.connect() as conn:
+            assert conn._has_events is False
+            conn.execute(text("select 1"))
+    assert [s.attributes["db.query.text"] for s in rig.finished_spans() if s.kind is SpanKind.CLIENT] == [
+        "select 1"
+    ]
+
+    instrumentation.uninstrument()
+    assert not {"do_execute", "do_executemany", "do_execute_no_params"} & set(vars(engine.dialect))
+    assert "dispose" not in vars(engine)
+    with engine.connect() as conn:
+        conn.execute(text("select 2"))
+    assert len([s for s in rig.finished_spans() if s.kind is SpanKind.CLIENT]) == 1  # no new span
+
+
+def test_failed_statement_span_and_executemany(rig: Rig, engine: sqlalchemy.Engine) -> None:
+    rig.tel.instrument_engine(engine, "main")
+    with rig.tel.tracer.start_as_current_span("request"):
+        with engine.connect() as conn:
+            conn.execute(text("create table t (x int primary key)"))
+            conn.execute(text("insert into t values (:x)"), [{"x": 1}, {"x": 2}])  # executemany
+            with pytest.raises(sqlalchemy.exc.IntegrityError):
+                conn.execute(text("insert into t values (1)"))
+            with pytest.raises(sqlalchemy.exc.OperationalError):
+                conn.execute(text("select nope from nowhere"))
+
+    db_spans = {s.attributes["db.query.text"]: s for s in rig.finished_spans() if s.kind is SpanKind.CLIENT}
+    assert list(db_spans) == [
+        "create table t (x int primary key)", "insert into t values (?)", "insert into t values (1)",
+        "select nope from nowhere",
+    ]
+    assert db_spans["insert into t values (?)"].status.status_code is StatusCode.UNSET
+    for failed, error in (("insert into t values (1)", "IntegrityError"),
+                          ("select nope from nowhere", "OperationalError")):
+        span = db_spans[failed]
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.attributes["error.type"] == error
+        assert span.attributes["db.operation.name"] == failed.split()[0].upper()
+    # The statement histogram counts the statements that completed, as before.
+    samples = rig.scrape()[catalog.DB_OPERATION_DURATION.prom]
+    counts = {s.labels[catalog.L.DB_OPERATION]: s.value for s in samples if s.name.endswith("_count")}
+    assert counts == {"CREATE": 1, "INSERT": 1}

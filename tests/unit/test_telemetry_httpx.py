@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -105,3 +106,84 @@ async def test_transport_errors_are_recorded_and_reraised(rig: Rig) -> None:
     samples = rig.scrape()[catalog.HTTP_CLIENT_DURATION.prom]
     [count] = [s for s in samples if s.name.endswith("_count")]
     assert count.labels[catalog.L.ERROR_TYPE] == "ConnectError" and count.labels[catalog.L.HTTP_STATUS] == ""
+
+
+def _echo_headers_client(rig: Rig, propagator: object) -> httpx.AsyncClient:
+    from sample_service.telemetry.httpx_client import instrument_client
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={k: v for k, v in request.headers.items()})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(echo), base_url="http://partner:8001")
+    instrument_client(client, tracer=rig.tel.tracer, metrics=rig.tel.metrics, propagator=propagator)  # type: ignore[arg-type]
+    return client
+
+
+@pytest.mark.parametrize("names", ["tracecontext,baggage", "tracecontext", "baggage,tracecontext", "custom"])
+async def test_injected_headers_equal_the_configured_propagators(rig: Rig, names: str) -> None:
+    """The hand-written traceparent (default W3C propagators) is byte for byte what the propagator
+    writes for the client span, baggage included; any other set-up goes through the propagator."""
+    from opentelemetry import baggage, context
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace import set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    class Custom(TraceContextTextMapPropagator):  # not the stock class: the general path
+        def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+            super().inject(carrier, context)
+            carrier["x-custom"] = "1"
+
+    if names == "custom":
+        propagator: object = Custom()
+    else:
+        parts = {"tracecontext": TraceContextTextMapPropagator(), "baggage": W3CBaggagePropagator()}
+        propagator = CompositePropagator([parts[n] for n in names.split(",")])
+    client = _echo_headers_client(rig, propagator)
+    token = context.attach(baggage.set_baggage("tenant", "t-1"))
+    try:
+        with rig.tel.tracer.start_as_current_span("parent"):
+            sent = (await client.get("/v1/score/1")).json()
+    finally:
+        context.detach(token)
+        await client.aclose()
+    [span] = [s for s in rig.finished_spans() if s.kind is SpanKind.CLIENT]
+    expected: dict[str, str] = {}
+    ctx = baggage.set_baggage("tenant", "t-1", context=set_span_in_context(span))  # type: ignore[arg-type]
+    propagator.inject(expected, context=ctx)  # type: ignore[attr-defined]
+    assert expected
+    assert {k: sent.get(k) for k in expected} == expected
+
+
+async def test_unsampled_client_span_still_propagates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    rig = make_rig()
+    try:
+        from opentelemetry import propagate
+
+        client = _echo_headers_client(rig, propagate.get_global_textmap())
+        sent = (await client.get("/v1/score/1")).json()
+        await client.aclose()
+        # always_off: the span context is valid but unsampled — still sent, sampled flag clear
+        assert int(sent["traceparent"].rsplit("-", 1)[1], 16) & 0x01 == 0
+        assert rig.finished_spans() == []
+    finally:
+        rig.tel.shutdown()
+
+
+def test_partner_client_quiets_httpx_request_log_unless_configured() -> None:
+    import logging
+
+    from sample_service.partner_client import quiet_httpx_request_log
+
+    httpx_logger = logging.getLogger("httpx")
+    saved = httpx_logger.level
+    try:
+        httpx_logger.setLevel(logging.NOTSET)
+        quiet_httpx_request_log()
+        assert httpx_logger.level == logging.WARNING
+        httpx_logger.setLevel(logging.DEBUG)  # an operator's explicit choice wins
+        quiet_httpx_request_log()
+        assert httpx_logger.level == logging.DEBUG
+    finally:
+        httpx_logger.setLevel(saved)

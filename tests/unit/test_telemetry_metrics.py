@@ -126,3 +126,40 @@ def test_every_service_metric_family_is_registered(rig: Rig) -> None:
         if not m.otel.startswith("db.client.connection.") or m.kind is not catalog.Kind.GAUGE
     }
     assert expected - set(families) == set()
+
+
+def test_fast_observe_matches_prometheus_client_observe() -> None:
+    """``_FastObserve`` (bisect, no per-call exemplar validation) leaves the same buckets, sum and
+    exemplars as prometheus-client's own ``observe``, edges and +Inf included."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from sample_service.telemetry.metrics import _FastObserve, fast_observe
+
+    bounds = (0.001, 0.005, 0.01, 0.1, 1.0)
+    plain = Histogram("x", "d", ["a"], registry=CollectorRegistry(), buckets=bounds).labels("q")
+    fast_metric = Histogram("x", "d", ["a"], registry=CollectorRegistry(), buckets=bounds)
+    fast = fast_observe(fast_metric.labels("q"))
+    assert isinstance(fast, _FastObserve)
+    values = [0.0, 0.001, 0.0010001, 0.005, 0.0049, 0.1, 0.10001, 1.0, 1.5, 1e9, -1.0, float("nan")]
+    for i, value in enumerate(values):
+        exemplar = {"trace_id": format(i, "032x"), "span_id": format(i, "016x")} if i % 2 else None
+        plain.observe(value, exemplar)
+        fast.observe(value, exemplar)
+
+    def state(child: object) -> list[tuple[float, object]]:
+        buckets = child._buckets  # type: ignore[attr-defined]
+        return [(b.get(), (e.labels, e.value) if (e := b.get_exemplar()) else None) for b in buckets]
+
+    assert state(fast_metric.labels("q")) == state(plain)
+    assert str(fast_metric.labels("q")._sum.get()) == str(plain._sum.get())  # nan == nan as text
+
+
+def test_fast_observe_falls_back_to_the_child_when_the_layout_is_unknown() -> None:
+    from sample_service.telemetry.metrics import fast_observe
+
+    class Foreign:
+        def observe(self, amount: float, exemplar: object = None) -> None:
+            pass
+
+    child = Foreign()
+    assert fast_observe(child) is child
