@@ -277,7 +277,8 @@ def encode_span(span: Any) -> bytes:
     attrs = span._attributes
     if attrs:
         parts.append(_span_attributes(_attrs_dict(attrs)))
-        dropped = getattr(attrs, "dropped", 0)
+        # BoundedAttributes counts its drops; a LeanSpan (lean_trace.py) counts them itself
+        dropped = getattr(attrs, "dropped", 0) or getattr(span, "_dropped_attributes", 0)
         if dropped:
             parts.append(b"\x50" + _varint(dropped))
     events = span._events
