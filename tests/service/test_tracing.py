@@ -88,7 +88,7 @@ async def test_each_statement_has_exactly_one_db_span(database_url: str, partner
         trace_id = trace_hex(server)
         issued = [stmt for tid, stmt in statements if tid == trace_id]
         db_spans = [s for s in spans if trace_hex(s) == trace_id and is_db_span(s)]
-        assert len(issued) >= 2
+        assert len(issued) >= 1  # the records page is one statement (evaluate issues several)
         assert len(db_spans) == len(issued), ([s.name for s in db_spans], issued)
 
 
