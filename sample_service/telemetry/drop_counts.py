@@ -44,9 +44,9 @@ class DeferredDropCounts:
 def defer_drop_counts(processor: Any) -> Callable[[], None] | None:
     """Swap a Batch{Span,LogRecord}Processor's metrics for ``DeferredDropCounts``; returns its flush
     (None when this SDK has no such field: then drops are counted the SDK's way)."""
-    batch = getattr(processor, "_batch_processor", None)
+    batch: Any = getattr(processor, "_batch_processor", None)
     inner = getattr(batch, "_metrics", None)
-    if inner is None or not hasattr(inner, "drop_items"):
+    if batch is None or inner is None or not hasattr(inner, "drop_items"):
         return None
     deferred = DeferredDropCounts(inner)
     batch._metrics = deferred

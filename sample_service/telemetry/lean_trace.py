@@ -386,7 +386,8 @@ class LeanTracer(trace_api.Tracer):
         self.resource = sdk_tracer.resource
         self.instrumentation_scope = sdk_tracer._instrumentation_scope
         self.instrumentation_info = sdk_tracer.instrumentation_info
-        self._processor = sdk_tracer.span_processor
+        # Any: the processors are typed for the SDK's span classes; a LeanSpan has their surface.
+        self._processor: Any = sdk_tracer.span_processor
         self._limits = sdk_tracer._span_limits
         self._max_attributes = self._limits.max_span_attributes
         self._max_value_len = self._limits.max_span_attribute_length
