@@ -138,3 +138,29 @@ def test_profile_summary_buckets_samples(tmp_path: Path) -> None:
     assert "10 samples" in text
     assert "60.0%  our telemetry" in text and "40.0%  otel: trace SDK/API" in text
     assert "60.0%  MainThread" in text
+
+
+def test_stall_probe_records_loop_lateness_and_gc_pauses(tmp_path: Path, capsys) -> None:
+    """The probe behind BENCH_STALL_PROBE: a blocked loop shows as lateness, a collection as a GC pause."""
+    import asyncio
+    import gc
+    import time
+
+    from benchmarks import stalls
+
+    async def run() -> None:
+        async with stalls.StallProbe(str(tmp_path), telemetry=True):
+            await asyncio.sleep(0.05)
+            time.sleep(0.012)  # noqa: ASYNC251 — blocking the loop on purpose: the timer fires ≥ 11 ms late
+            gc.collect()
+            await asyncio.sleep(0.05)
+
+    asyncio.run(run())
+    [path] = tmp_path.glob("stalls-*.json")
+    doc = json.loads(path.read_text())
+    lateness = doc["loop_lateness"]
+    assert sum(lateness["counts"]) > 5 and sum(lateness["counts"][10:]) >= 1
+    assert lateness["max_ms"] >= 10
+    assert sum(doc["gc"]["2"]["counts"]) >= 1  # the explicit full collection
+    assert stalls.main([str(tmp_path)]) == 0
+    assert "telemetry=True" in capsys.readouterr().out
