@@ -11,8 +11,9 @@ milliseconds per full collection, paid as a latency spike by whichever request i
 * ``gc.collect(); gc.freeze()`` moves everything alive after start-up (modules, classes, routes,
   pydantic models, pools) into the permanent generation, which the collector never scans again;
   older-generation collections then only see objects created since.
-* a larger generation-0 threshold: per-request objects get time to die by refcount (or be exported)
-  before a young collection would promote them; fewer, still short, collections.
+* optionally (``gc_gen0_threshold`` > 0; off by default: it made RSS climb through a collector
+  outage, docs/performance.md) a larger generation-0 threshold: per-request objects get time to die
+  by refcount (or be exported) before a young collection would promote them.
 Measured in ``benchmarks/telemetry_cost.py`` (docs/performance.md): both the telemetry-off and the
 telemetry-on service get faster; the telemetry-on one more.
 """
