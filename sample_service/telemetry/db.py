@@ -41,7 +41,7 @@ Pool metrics:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -229,49 +229,30 @@ class EngineInstrumentation:
             # Someone already wrapped this dialect (an engine sharing it is instrumented): its
             # statements get their spans there; a second wrap would give every statement two.
             return
-        measure, untraced = self._measure, _evented_off
-        do_execute, do_executemany = dialect.do_execute, dialect.do_executemany
-        do_execute_no_params = dialect.do_execute_no_params
+        # SQLAlchemy passes the execution context positionally, after the parameters if any.
+        self._set(dialect, "do_execute", self._traced(dialect.do_execute, context_at=1))
+        self._set(dialect, "do_executemany", self._traced(dialect.do_executemany, context_at=1))
+        self._set(dialect, "do_execute_no_params", self._traced(dialect.do_execute_no_params, context_at=0))
 
-        def traced_execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-            if context is None or untraced(context):
-                do_execute(cursor, statement, parameters, context)
+    def _traced(self, original: Callable[..., None], *, context_at: int) -> Callable[..., None]:
+        """``original(cursor, statement, *rest)`` inside the statement's span and histogram;
+        ``rest[context_at]`` (or ``context=``) is the execution context."""
+        measure, finished, failed = self._measure, self._finished, self._failed
+
+        def call(cursor: Any, statement: str, *rest: Any, **kwargs: Any) -> None:
+            context = kwargs.get("context") if len(rest) <= context_at else rest[context_at]
+            if context is None or _evented_off(context):
+                original(cursor, statement, *rest, **kwargs)
                 return
             span, operation, started = measure(statement)
             try:
-                do_execute(cursor, statement, parameters, context)
+                original(cursor, statement, *rest, **kwargs)
             except BaseException as exc:
-                self._failed(span, exc)
+                failed(span, exc)
                 raise
-            self._finished(operation, span, started)
+            finished(operation, span, started)
 
-        def traced_executemany(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
-            if context is None or untraced(context):
-                do_executemany(cursor, statement, parameters, context)
-                return
-            span, operation, started = measure(statement)
-            try:
-                do_executemany(cursor, statement, parameters, context)
-            except BaseException as exc:
-                self._failed(span, exc)
-                raise
-            self._finished(operation, span, started)
-
-        def traced_execute_no_params(cursor: Any, statement: str, context: Any = None) -> None:
-            if context is None or untraced(context):
-                do_execute_no_params(cursor, statement, context)
-                return
-            span, operation, started = measure(statement)
-            try:
-                do_execute_no_params(cursor, statement, context)
-            except BaseException as exc:
-                self._failed(span, exc)
-                raise
-            self._finished(operation, span, started)
-
-        self._set(dialect, "do_execute", traced_execute)
-        self._set(dialect, "do_executemany", traced_executemany)
-        self._set(dialect, "do_execute_no_params", traced_execute_no_params)
+        return call
 
     def _describe(self, statement: str) -> tuple[str, str, dict[str, Any]]:
         """(span name, operation, attributes) of a statement, computed once per distinct statement."""
