@@ -74,7 +74,7 @@ def _on(name: str) -> bool:
     return os.environ.get(name, "") in ("1", "true", "yes")
 
 
-class _HashOnceResource(Resource):
+class HashOnceResource(Resource):
     """A Resource is immutable, so its hash can be computed once instead of per exported item."""
 
     def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
@@ -95,7 +95,7 @@ def _patch_resource_hash() -> None:
 
     def build_resource(*args: Any, **kwargs: Any) -> Resource:
         res = original(*args, **kwargs)
-        return _HashOnceResource(res.attributes, res.schema_url)
+        return HashOnceResource(res.attributes, res.schema_url)
 
     providers.build_resource = build_resource  # type: ignore[assignment]
     bootstrap.providers.build_resource = build_resource  # type: ignore[attr-defined]

@@ -21,13 +21,13 @@ from typing import Any
 from opentelemetry.context import attach, detach
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, set_span_in_context
 from prometheus_client import CollectorRegistry
 
+from benchmarks.app import HashOnceResource
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import JsonLinesFormatter, TraceContextLoggingHandler
 from sample_service.telemetry.metrics import ServiceMetrics
@@ -60,25 +60,22 @@ def main() -> int:
         "user_agent.original": "wrk",
     }
 
-    def one_span() -> None:
-        s = tracer.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
-        s.update_name("GET /bench/trivial")
-        s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
-        s.end()
+    def server_span(t: Any) -> Callable[[], None]:
+        def run() -> None:
+            s = t.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
+            s.update_name("GET /bench/trivial")
+            s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
+            s.end()
 
+        return run
+
+    one_span = server_span(tracer)
     results.append(("span start+end (server span, 8 attributes)", _time(one_span, 20_000)))
 
     # The same through the service's tracer (lean_trace.LeanTracer over the same provider), and a
     # request's shape: server span activated, one child span, both ended — SDK vs lean, same process.
     lean = tracer_for(provider, "bench")
-
-    def one_span_lean() -> None:
-        s = lean.start_span("GET", kind=SpanKind.SERVER, attributes=attrs)
-        s.update_name("GET /bench/trivial")
-        s.set_attributes({"http.route": "/bench/trivial", "http.response.status_code": 200})
-        s.end()
-
-    results.append(("  … the same, LeanTracer", _time(one_span_lean, 20_000)))
+    results.append(("  … the same, LeanTracer", _time(server_span(lean), 20_000)))
 
     def request_shape(t: Any) -> Callable[[], None]:
         def run() -> None:
@@ -154,15 +151,7 @@ def main() -> int:
         ("OTLP encode, per log record (batch of 512)", _time(lambda: encode_logs(logs), 20) / len(logs))
     )
 
-    class HashOnce(Resource):
-        def __init__(self, attributes: Any, schema_url: str | None = None) -> None:
-            super().__init__(attributes, schema_url)
-            self._h = super().__hash__()
-
-        def __hash__(self) -> int:
-            return self._h
-
-    fast = HashOnce(resource.attributes, resource.schema_url)
+    fast = HashOnceResource(resource.attributes, resource.schema_url)
     provider2 = TracerProvider(resource=fast, shutdown_on_exit=False)
     mem2 = InMemorySpanExporter()
     provider2.add_span_processor(SimpleSpanProcessor(mem2))

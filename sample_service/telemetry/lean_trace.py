@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from random import getrandbits
 from time import time_ns
 from types import TracebackType
@@ -260,37 +261,23 @@ class LeanSpan(trace_api.Span):
         self.end()
 
     # --- the ReadableSpan surface (processors, exporters, tests) -------------------------------------
-    @property
-    def name(self) -> str:
-        return self._name
+    # Plain fields, read-only (the wire encoder reads the slots themselves).
+    name = property(attrgetter("_name"))
+    context = property(attrgetter("_context"))
+    parent = property(attrgetter("_parent"))
+    kind = property(attrgetter("_kind"))
+    start_time = property(attrgetter("_start_time"))
+    end_time = property(attrgetter("_end_time"))
+    status = property(attrgetter("_status"))
+    dropped_attributes = property(attrgetter("_dropped_attributes"))
+    resource = property(attrgetter("_tracer.resource"))
+    instrumentation_scope = property(attrgetter("_tracer.instrumentation_scope"))
+    instrumentation_info = property(attrgetter("_tracer.instrumentation_info"))
 
-    @property
-    def context(self) -> SpanContext:
-        return self._context
-
-    @property
-    def parent(self) -> SpanContext | None:
-        return self._parent
-
-    @property
-    def kind(self) -> SpanKind:
-        return self._kind
-
-    @property
-    def start_time(self) -> int:
-        return self._start_time
-
-    @property
-    def end_time(self) -> int | None:
-        return self._end_time
-
+    # Copies, like the SDK's ReadableSpan hands out.
     @property
     def attributes(self) -> Mapping[str, Any]:
         return dict(self._attributes)
-
-    @property
-    def dropped_attributes(self) -> int:
-        return self._dropped_attributes
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -307,22 +294,6 @@ class LeanSpan(trace_api.Span):
     @property
     def dropped_links(self) -> int:
         return self._links.dropped if self._links is not None else 0
-
-    @property
-    def status(self) -> Status:
-        return self._status
-
-    @property
-    def resource(self) -> Any:
-        return self._tracer.resource
-
-    @property
-    def instrumentation_scope(self) -> Any:
-        return self._tracer.instrumentation_scope
-
-    @property
-    def instrumentation_info(self) -> Any:
-        return self._tracer.instrumentation_info
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'

@@ -47,7 +47,7 @@ from opentelemetry.trace import (
 )
 
 from sample_service.telemetry import catalog
-from sample_service.telemetry.otlp_wire import _YIELD_EVERY, yield_gil
+from sample_service.telemetry.otlp_wire import YIELD_EVERY, yield_gil
 
 ACCESS_LOGGER = "sample_service.access"
 
@@ -254,6 +254,9 @@ class LogPipeline:
             self._otel.addFilter(_NotFromOtel())
             self._access_otel = logger_provider.get_logger(ACCESS_LOGGER)
             self._access_queues = _direct_batch_queues(logger_provider, self._access_otel)
+            if self._access_queues is not None:  # what every AccessLogRecord carries, looked up once
+                self._access_resource = self._access_otel._resource
+                self._access_scope = self._access_otel._instrumentation_scope
         self._access_logger = logging.getLogger(ACCESS_LOGGER)  # its level switches access records
         self._thread = threading.Thread(target=self._dispatch, name="o11y-log-dispatch", daemon=True)
         self._thread.start()
@@ -273,7 +276,7 @@ class LogPipeline:
             while records:
                 self._write(records.popleft())
                 wrote += 1
-                if not wrote % _YIELD_EVERY:
+                if not wrote % YIELD_EVERY:
                     yield_gil()  # a drain is a burst of records: let the event loop in between
             # One flush per drained batch, not one syscall per line.
             if wrote and self._stream is not None:
@@ -350,7 +353,7 @@ class LogPipeline:
             if self._access_queues is not None:
                 record = AccessLogRecord(
                     ts, ctx if valid else None, attributes,
-                    self._access_otel._resource, self._access_otel._instrumentation_scope,
+                    self._access_resource, self._access_scope,
                 )
                 for queue in self._access_queues:
                     queue.emit(record)

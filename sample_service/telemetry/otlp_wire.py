@@ -32,7 +32,7 @@ _logger = logging.getLogger(__name__)
 # The event loop, back from epoll with a request to serve, must wait for the GIL until the worker
 # drops it — after the 5 ms switch interval, once per burst: a latency spike for every in-flight
 # request (the p99 of issue 5). Yielding every 64 items bounds that wait to ≈1 ms.
-_YIELD_EVERY = 64
+YIELD_EVERY = 64
 
 
 def yield_gil() -> None:
@@ -175,7 +175,7 @@ def _group(
     """resource → scope → encoded items, grouped like the SDK (which merges equal resources/scopes)."""
     groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
     for n, item in enumerate(items, 1):
-        if not n % _YIELD_EVERY:
+        if not n % YIELD_EVERY:
             yield_gil()
         resource = item.resource  # ReadableSpan: a plain property; ReadableLogRecord: a field
         scope = item.instrumentation_scope or None
