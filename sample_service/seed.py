@@ -5,7 +5,9 @@ Sized so that the scenarios hurt: every user has M records with ``--items-per-re
 each (so a lazy per-record load is an N+1 of M queries), and user 1 has ``--heavy-user-records`` so
 deep OFFSET pages scan and discard thousands of index entries. Rules: R per (country, product)
 segment, ordered by priority, the last one a catch-all, most of them rarely matching so a request
-walks a good part of its segment. Re-running replaces the data (TRUNCATE) unless ``--append``.
+walks a good part of its segment. Re-running replaces the data (TRUNCATE) unless ``--append``;
+``--if-empty`` seeds only a database without users (what compose's ``migrate`` one-shot runs on every
+``up``, so rows added since the first ``up`` are never wiped by a restart).
 """
 
 from __future__ import annotations
@@ -123,6 +125,14 @@ async def seed(dsn: str, *, users: int, records_per_user: int, items_per_record:
     return counts
 
 
+async def user_count(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM users"))
+    finally:
+        await conn.close()
+
+
 def asyncpg_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -136,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heavy-user-records", type=int, default=20_000, help="records of user 1")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--append", action="store_true", help="add to the existing data instead of replacing it")
+    p.add_argument("--if-empty", action="store_true",
+                   help="do nothing when the users table already has rows (safe to run on every start)")
     p.add_argument("--database-url", default=None, help="default: O11Y_DATABASE_URL")
     args = p.parse_args(argv)
     for name in ("users", "records_per_user", "items_per_record", "rules", "heavy_user_records"):
         if getattr(args, name) < 0 or (name in ("users", "rules") and getattr(args, name) < 1):
             p.error(f"--{name.replace('_', '-')} is out of range")
     t0 = time.perf_counter()
+    dsn = asyncpg_dsn(args.database_url or Settings().database_url)
+    if args.if_empty:
+        existing = asyncio.run(user_count(dsn))
+        if existing:
+            print(f"not seeding: the database already has {existing} users (--if-empty)", flush=True)
+            return 0
     counts = asyncio.run(seed(
-        asyncpg_dsn(args.database_url or Settings().database_url), users=args.users,
+        dsn, users=args.users,
         records_per_user=args.records_per_user, items_per_record=args.items_per_record, rules=args.rules,
         heavy_user_records=args.heavy_user_records, seed_value=args.seed, append=args.append,
     ))

@@ -161,6 +161,22 @@ def setup_runs(opensearch: str) -> list[subprocess.CompletedProcess[str]]:
     return [_setup(opensearch), _setup(opensearch)]
 
 
+def test_a_log_written_before_setup_creates_no_plain_index(opensearch: str) -> None:
+    """Runs before the setup (file order, no setup_runs fixture): the collector does not wait for
+    OpenSearch, so an early record must be refused rather than auto-create a plain `o11y-logs` index
+    that would shadow the data stream (opensearch.yml: action.auto_create_index)."""
+    index = catalog.LOGS_INDEX
+    status, body = _req(opensearch, "POST", f"/{index}/_doc", {"@timestamp": "2026-01-01T00:00:00Z"})
+    assert status in (403, 404), (status, body)
+    assert "auto" in json.dumps(body).lower() or "no such index" in json.dumps(body).lower(), body
+    status, body = _req(opensearch, "GET", f"/{index}")
+    assert status == 404, (status, body)
+    # Any other name still auto-creates: the guard is narrow.
+    status, body = _req(opensearch, "POST", "/o11y-guard-probe/_doc", {"x": 1})
+    assert status == 201, (status, body)
+    assert _req(opensearch, "DELETE", "/o11y-guard-probe")[0] == 200
+
+
 def test_setup_succeeds_and_is_idempotent(setup_runs: list[subprocess.CompletedProcess[str]]) -> None:
     first, second = setup_runs
     assert first.returncode == 0, first.stdout + first.stderr
