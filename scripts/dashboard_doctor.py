@@ -4,8 +4,10 @@
         [--var job=sample-service ...] [--from 1h] [dashboards/json/*.json]
 
 Reports data / empty / error per panel with the query that was run, then
-``doctor: N panels, D with data, E empty, X errors``. Exits 1 if any panel errors or is empty without
-a justification in its description ("Empty is OK: <reason>"), 2 on bad usage.
+``doctor: N panels, D with data, E empty, X errors[, K not checkable (names)]``
+(``--without-tempo``: panels that need Tempo are not checkable, counted and named). Exits 1 if any
+panel errors or is empty without a justification in its description ("Empty is OK: <reason>"), 2 on
+bad usage.
 
 Backend URLs default to PROMETHEUS_URL, TEMPO_URL, OPENSEARCH_URL, else the local ports of the stack.
 """
@@ -51,7 +53,7 @@ def _load(paths: list[Path]) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sample_service.telemetry.catalog import LOGS_INDEX
+    from sample_service.telemetry.catalog import LOGS_INDEX, all_metrics
 
     parser = argparse.ArgumentParser(
         prog="python -m scripts.dashboard_doctor", description=__doc__.split("\n\n")[0]
@@ -78,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per backend request")
     parser.add_argument(
+        "--without-tempo",
+        metavar="REASON",
+        help="the trace store is not Tempo (e.g. the e2e's Jaeger stand-in): report Tempo-datasource "
+        "panels and panels on Tempo-only metrics as 'not checkable: needs Tempo' (counted and named) "
+        "instead of running them",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="print the query of panels with data too"
     )
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the report as JSON here")
@@ -98,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         opensearch_index=args.opensearch_index,
         scrape_interval_s=scrape_s,
         timeout_s=args.timeout,
+        tempo_absent=args.without_tempo,
+        tempo_only_metrics=tuple(m.prom for m in all_metrics() if m.source == "tempo"),
     )
     report = run_doctor(_load(args.dashboards), backends, dict(args.var), since=args.since)
     print(report.render(verbose=args.verbose))
@@ -109,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ok": report.ok,
                     "problems": report.problems,
                     "warnings": report.warnings,
+                    "not_checkable": report.not_checkable,
                     "panels": [
                         {
                             "dashboard": p.dashboard_uid,

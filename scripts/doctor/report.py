@@ -11,6 +11,9 @@ class Status(StrEnum):
     EMPTY = "empty"
     ERROR = "error"
     SKIPPED = "skipped"  # hidden target or server-side expression: said so in the report, never silent
+    # The backend the query needs is declared absent (Backends.tempo_absent): nothing was run, and the
+    # report counts and names such panels; they are neither data nor failures.
+    NOT_CHECKABLE = "not checkable"
 
 
 @dataclass
@@ -36,15 +39,21 @@ class PanelResult:
 
     @property
     def status(self) -> Status:
-        active = [t for t in self.targets if t.status is not Status.SKIPPED]
+        active = [t for t in self.targets if t.status not in (Status.SKIPPED, Status.NOT_CHECKABLE)]
         if any(t.status is Status.ERROR for t in active):
             return Status.ERROR
+        if any(t.status is not Status.DATA for t in active):
+            return Status.EMPTY  # the targets that could run must still have data
+        if any(t.status is Status.NOT_CHECKABLE for t in self.targets):
+            return Status.NOT_CHECKABLE
         if not active:
             # Every target hidden or an expression: nothing was proven, so it is not "data".
             return Status.EMPTY
-        if all(t.status is Status.DATA for t in active):
-            return Status.DATA
-        return Status.EMPTY
+        return Status.DATA
+
+    @property
+    def not_checkable_reason(self) -> str:
+        return next((t.detail for t in self.targets if t.status is Status.NOT_CHECKABLE), "")
 
     @property
     def failed(self) -> bool:
@@ -76,6 +85,11 @@ class Report:
         return sum(p.status is Status.ERROR for p in self.panels)
 
     @property
+    def not_checkable(self) -> list[str]:
+        """Names of the panels whose queries need a backend declared absent (e.g. Tempo)."""
+        return [p.name for p in self.panels if p.status is Status.NOT_CHECKABLE]
+
+    @property
     def justified_empty(self) -> int:
         return sum(p.status is Status.EMPTY and bool(p.empty_ok_reason) for p in self.panels)
 
@@ -84,10 +98,13 @@ class Report:
         return not self.problems and not any(p.failed for p in self.panels)
 
     def summary_line(self) -> str:
-        return (
+        line = (
             f"doctor: {len(self.panels)} panels, {self.with_data} with data, "
             f"{self.empty} empty, {self.errors} errors"
         )
+        if self.not_checkable:
+            line += f", {len(self.not_checkable)} not checkable ({'; '.join(self.not_checkable)})"
+        return line
 
     def render(self, verbose: bool = False) -> str:
         lines: list[str] = []
@@ -100,7 +117,11 @@ class Report:
             tag = status.value.upper()
             if status is Status.EMPTY and p.empty_ok_reason:
                 tag = "EMPTY-OK"
+            if status is Status.NOT_CHECKABLE:
+                tag = "NOT-CHECKABLE"
             lines.append(f"[{tag:8}] {p.name}")
+            if status is Status.NOT_CHECKABLE:
+                lines.append(f"           {p.not_checkable_reason}")
             if status is Status.EMPTY and p.empty_ok_reason:
                 lines.append(f"           justified: {p.empty_ok_reason}")
             show_queries = verbose or status is not Status.DATA

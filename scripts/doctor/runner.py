@@ -57,6 +57,12 @@ class Backends:
     timeout_s: float = 30.0
     # Known datasource uids → plugin type, for targets whose ref carries no type (old JSON).
     uid_types: dict[str, str] = field(default_factory=dict)
+    # Tempo declared absent (the reason): Tempo-datasource targets, and Prometheus targets that read
+    # a metric only Tempo produces (``tempo_only_metrics``, e.g. its metrics-generator's service
+    # graph), are reported "not checkable: needs Tempo" instead of being run. Never implied: a stack
+    # whose trace store is not Tempo (the e2e's Jaeger stand-in) must say so.
+    tempo_absent: str | None = None
+    tempo_only_metrics: tuple[str, ...] = ()
 
     def url(self, backend: str) -> str | None:
         return {PROMETHEUS: self.prometheus, TEMPO: self.tempo, OPENSEARCH: self.opensearch}[backend]
@@ -378,6 +384,18 @@ def _run_opensearch(
     return (Status.DATA if n else Status.EMPTY), f"{n} values ({hits} matching documents)", n
 
 
+def _needs_tempo(target: dict[str, Any], backend: str, tempo_metrics: tuple[str, ...]) -> str:
+    """Why a target cannot run without Tempo ("" when it can)."""
+    if backend == TEMPO:
+        return "a Tempo datasource query"
+    if backend == PROMETHEUS:
+        expr = str(target.get("expr") or "")
+        used = [m for m in tempo_metrics if re.search(rf"\b{re.escape(m)}(?:_bucket|_sum|_count)?\b", expr)]
+        if used:
+            return f"reads {', '.join(used)}, produced only by Tempo"
+    return ""
+
+
 def run_target(
     client: httpx.Client,
     target: dict[str, Any],
@@ -407,6 +425,17 @@ def run_target(
             else f"cannot tell the type of datasource {uid!r}"
         )
         return TargetResult(ref, ds_type, "", json.dumps(target, sort_keys=True), Status.ERROR, why)
+    if backends.tempo_absent is not None:
+        needs = _needs_tempo(target, backend, backends.tempo_only_metrics)
+        if needs:
+            return TargetResult(
+                ref,
+                ds_type,
+                backend,
+                str(target.get("expr") or target.get("query") or json.dumps(target, sort_keys=True)),
+                Status.NOT_CHECKABLE,
+                f"not checkable: needs Tempo ({needs}; {backends.tempo_absent})",
+            )
     url = backends.url(backend)
     min_interval = 0.0
     try:

@@ -30,13 +30,25 @@ from scripts.native.translate import CONTRACT_PORTS, RenderedService, render_ser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Natively absent, said so in the printout: no Grafana binary can be had here (a later issue adds it).
+# Natively absent, said so in the printout: Grafana is AGPL ("not-to-use" here), so it is never built.
 ABSENT: dict[str, str] = {
-    "grafana": "no native Grafana build yet (a later issue adds it); use `docker compose up`"
+    "grafana": "Grafana is AGPL (not-to-use here: never built); use `docker compose up`"
 }
 
 # compose service -> the obtain.py component whose binary replaces the image's entrypoint
-BINARY_COMPONENTS = {"otel-collector": "otelcol", "prometheus": "prometheus", "tempo": "tempo"}
+BINARY_COMPONENTS = {"otel-collector": "otelcol", "prometheus": "prometheus"}
+# An image an override file puts in a service's place -> the obtain.py component that runs it natively.
+# tests/compose/jaeger-for-tempo.yaml gives the `tempo` service the (local) Jaeger image: Jaeger is
+# the e2e's stand-in for Tempo (stack/jaeger/config.yaml).
+IMAGE_COMPONENTS = {"o11y-box-local/jaeger": "jaeger"}
+# The compose override that puts Jaeger in Tempo's place; `run up` layers it by default.
+JAEGER_FOR_TEMPO = REPO_ROOT / "tests" / "compose" / "jaeger-for-tempo.yaml"
+# Services absent natively unless an override file replaces their image (see IMAGE_COMPONENTS).
+ABSENT_UNLESS_REPLACED: dict[str, str] = {
+    "tempo": "Tempo is AGPL (not-to-use here: never built or downloaded); run with "
+    f"--compose-file {JAEGER_FOR_TEMPO.relative_to(REPO_ROOT)} (the default of `run up`) for the "
+    "Jaeger stand-in"
+}
 OPENSEARCH_HOME_IN_IMAGE = "/usr/share/opensearch"
 # The unprivileged account Postgres (scripts/native/postgres.py) and obtain.py use as well.
 OPENSEARCH_USER = "o11y"
@@ -155,11 +167,29 @@ def build_specs(model: ComposeModel, run_root: Path, only: list[str] | None = No
         if name in ABSENT:
             specs[name] = NativeSpec(name, "absent", note=ABSENT[name])
             continue
+        stand_in = image_component(svc)
+        if stand_in is None and name in ABSENT_UNLESS_REPLACED:
+            specs[name] = NativeSpec(name, "absent", note=ABSENT_UNLESS_REPLACED[name])
+            continue
         rendered = render_service(svc, run_root)
         tr = rendered.translator
         env = {**base_env(), **tr.env(svc.environment)}
         check = health.checks().get(name)
-        if name == "postgres":
+        if stand_in is not None:
+            # The override's image stands in for the service: its binary, the override's command.
+            binary = str(native_binary(stand_in))
+            specs[name] = NativeSpec(
+                name,
+                "daemon",
+                [binary, *tr.args(_strip_entrypoint(svc))],
+                env,
+                cwd=str(run_root),
+                check=health.stand_in_check(name, stand_in),
+                rendered=rendered,
+                note=f"{stand_in} stands in for {name} ({svc.image})",
+                extra={"component": stand_in},
+            )
+        elif name == "postgres":
             specs[name] = _postgres_spec(svc, rendered, run_root, check)
         elif name == "opensearch":
             specs[name] = _opensearch_spec(svc, rendered, run_root, check)
@@ -197,6 +227,21 @@ def build_specs(model: ComposeModel, run_root: Path, only: list[str] | None = No
         if specs[name].kind == "daemon" and name not in CONTRACT_PORTS:
             raise ComponentError(f"{name} is a long-running service missing from the network contract")
     return specs
+
+
+def image_component(svc: Service) -> str | None:
+    """The obtain.py component for a service whose image an override replaced (else None)."""
+    repo = (svc.image or "").rsplit(":", 1)[0] if ":" in (svc.image or "").rsplit("/", 1)[-1] else svc.image
+    return IMAGE_COMPONENTS.get(repo or "")
+
+
+def absent_services(model: ComposeModel) -> dict[str, str]:
+    """Services that do not run natively under this model, with why."""
+    out = {n: why for n, why in ABSENT.items() if n in model.services}
+    for name, why in ABSENT_UNLESS_REPLACED.items():
+        if name in model.services and image_component(model.services[name]) is None:
+            out[name] = why
+    return out
 
 
 def _is_repo_image(model: ComposeModel, svc: Service) -> bool:

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ class ComposeModel:
     volumes: dict[str, dict[str, Any]]
     source: str  # which loader produced it: "docker-compose config" | "pyyaml fallback"
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    files: list[str] = field(default_factory=lambda: [COMPOSE_FILE])  # compose.yaml + overrides, in order
 
     def start_order(self, names: list[str] | None = None) -> list[str]:
         """Topological order over depends_on; peers by name, so the real compose binary (whose
@@ -140,15 +141,29 @@ def load(
     compose_binary: str | None = None,
     prefer_binary: bool = True,
     env: Mapping[str, str] | None = None,
+    compose_files: Sequence[Path | str] = (),
 ) -> ComposeModel:
-    """Load compose.yaml from project_dir with the real compose binary, else the PyYAML fallback."""
+    """Load compose.yaml from project_dir with the real compose binary, else the PyYAML fallback.
+
+    ``compose_files``: override files layered over compose.yaml in order, later wins, as with
+    ``docker compose -f compose.yaml -f a.yaml -f b.yaml`` (relative paths: from project_dir).
+    """
     project_dir = Path(project_dir).resolve()
     if not (project_dir / COMPOSE_FILE).is_file():
         raise ComposeError(f"{project_dir / COMPOSE_FILE} does not exist")
+    extra = [_resolve_file(project_dir, f) for f in compose_files]
     binary = compose_binary or (find_compose_binary() if prefer_binary else None)
     if binary:
-        return load_with_binary(project_dir, binary, env=env)
-    return load_with_pyyaml(project_dir, env=env)
+        return load_with_binary(project_dir, binary, env=env, compose_files=extra)
+    return load_with_pyyaml(project_dir, env=env, compose_files=extra)
+
+
+def _resolve_file(project_dir: Path, f: Path | str) -> Path:
+    path = Path(f)
+    path = path if path.is_absolute() else project_dir / path
+    if not path.is_file():
+        raise ComposeError(f"compose file {path} does not exist")
+    return path.resolve()
 
 
 def _compose_env(env: Mapping[str, str] | None) -> dict[str, str]:
@@ -160,11 +175,17 @@ def _compose_env(env: Mapping[str, str] | None) -> dict[str, str]:
     return base
 
 
-def load_with_binary(project_dir: Path, binary: str, *, env: Mapping[str, str] | None = None) -> ComposeModel:
-    cmd = [
-        binary,
-        "-f",
-        str(project_dir / COMPOSE_FILE),
+def load_with_binary(
+    project_dir: Path,
+    binary: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    compose_files: Sequence[Path] = (),
+) -> ComposeModel:
+    cmd = [binary]
+    for f in (project_dir / COMPOSE_FILE, *compose_files):
+        cmd += ["-f", str(f)]
+    cmd += [
         "--project-directory",
         str(project_dir),
         "config",
@@ -177,7 +198,9 @@ def load_with_binary(project_dir: Path, binary: str, *, env: Mapping[str, str] |
     # `config` prints a re-loadable file, so a literal `$` comes out escaped as `$$` again; the
     # process sees a single `$`.
     data = _unescape_dollars(json.loads(proc.stdout))
-    return _model_from_normalised(project_dir, data, source="docker-compose config")
+    return _model_from_normalised(
+        project_dir, data, source="docker-compose config", files=[COMPOSE_FILE, *map(str, compose_files)]
+    )
 
 
 def _unescape_dollars(node: Any) -> Any:
@@ -190,14 +213,90 @@ def _unescape_dollars(node: Any) -> Any:
     return node
 
 
-def load_with_pyyaml(project_dir: Path, *, env: Mapping[str, str] | None = None) -> ComposeModel:
+def load_with_pyyaml(
+    project_dir: Path, *, env: Mapping[str, str] | None = None, compose_files: Sequence[Path] = ()
+) -> ComposeModel:
     variables = read_env_file(project_dir / ".env")
     # compose semantics: the shell environment wins over .env
     variables.update(_compose_env(env))
-    text = (project_dir / COMPOSE_FILE).read_text()
-    raw = yaml.safe_load(text) or {}
-    data = _interpolate_tree(raw, variables)
-    return _model_from_normalised(project_dir, _normalise(project_dir, data), source="pyyaml fallback")
+    raw: dict[str, Any] = {}
+    for path in (project_dir / COMPOSE_FILE, *compose_files):
+        layer = yaml.load(path.read_text(), Loader=_ComposeLoader) or {}
+        raw = merge_layers(raw, layer)
+    data = _interpolate_tree(_strip_tags(raw), variables)
+    return _model_from_normalised(
+        project_dir,
+        _normalise(project_dir, data),
+        source="pyyaml fallback",
+        files=[COMPOSE_FILE, *map(str, compose_files)],
+    )
+
+
+# --- override files (compose spec "merge": the subset this project uses) -------------------------
+class _Reset:
+    """``!reset`` in an override: the key is removed from the merged service."""
+
+
+@dataclass(frozen=True)
+class _Override:
+    """``!override`` in an override: the value replaces the base's instead of merging with it."""
+
+    value: Any
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_reset(loader: yaml.SafeLoader, node: yaml.Node) -> _Reset:
+    return _Reset()
+
+
+def _construct_override(loader: yaml.SafeLoader, node: yaml.Node) -> _Override:
+    if isinstance(node, yaml.MappingNode):
+        return _Override(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return _Override(loader.construct_sequence(node, deep=True))
+    return _Override(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!reset", _construct_reset)
+_ComposeLoader.add_constructor("!override", _construct_override)
+
+# Sequences an override replaces rather than extends (compose spec: command, entrypoint and a
+# healthcheck's test are replaced; other sequences are merged).
+_REPLACED_SEQUENCES = {"command", "entrypoint", "test"}
+
+
+def merge_layers(base: Any, layer: Any, key: str = "") -> Any:
+    """Merge one compose file over another as compose does for the keys this project uses:
+    mappings key by key, ``!reset`` removes, ``!override`` replaces, command/entrypoint/test are
+    replaced, other sequences keep the base's items and add the layer's new ones."""
+    if isinstance(layer, _Override):
+        return layer.value
+    if isinstance(base, dict) and isinstance(layer, dict):
+        out = dict(base)
+        for k, v in layer.items():
+            if isinstance(v, _Reset):
+                out.pop(k, None)
+            elif k in out:
+                out[k] = merge_layers(out[k], v, k)
+            else:
+                out[k] = _strip_tags(v)
+        return out
+    if isinstance(base, list) and isinstance(layer, list) and key not in _REPLACED_SEQUENCES:
+        return [*base, *(x for x in layer if x not in base)]
+    return _strip_tags(layer)
+
+
+def _strip_tags(node: Any) -> Any:
+    if isinstance(node, _Override):
+        return _strip_tags(node.value)
+    if isinstance(node, dict):
+        return {k: _strip_tags(v) for k, v in node.items() if not isinstance(v, _Reset)}
+    if isinstance(node, list):
+        return [_strip_tags(x) for x in node]
+    return node
 
 
 # ------------------------------------------------------------------------------------------------
@@ -427,7 +526,9 @@ def _mem_limit(svc: dict[str, Any]) -> int | None:
     return parse_size(limit)
 
 
-def _model_from_normalised(project_dir: Path, data: dict[str, Any], *, source: str) -> ComposeModel:
+def _model_from_normalised(
+    project_dir: Path, data: dict[str, Any], *, source: str, files: list[str] | None = None
+) -> ComposeModel:
     services: dict[str, Service] = {}
     for name, svc in (data.get("services") or {}).items():
         mounts = [
@@ -473,4 +574,5 @@ def _model_from_normalised(project_dir: Path, data: dict[str, Any], *, source: s
         volumes=dict(data.get("volumes") or {}),
         source=source,
         raw=data,
+        files=files or [COMPOSE_FILE],
     )

@@ -1,7 +1,8 @@
 """One explicit health check per component, and `poll_until` for everything eventually consistent.
 
 A health check here answers "is this component able to do its job", not "is the port open":
-Prometheus `/-/ready` (TSDB loaded), Tempo `/ready`, the collector's health_check extension,
+Prometheus `/-/ready` (TSDB loaded), Tempo `/ready` (natively: the Jaeger stand-in's `/status`),
+the collector's health_check extension,
 OpenSearch cluster health yellow or green, the service's `/readyz` (database reachable).
 """
 
@@ -118,6 +119,27 @@ def checks() -> dict[str, Check]:
         "partner-api": http("partner-api", 8001, "/healthz"),
         "sample-service": http("sample-service", 8000, "/readyz"),
     }
+
+
+# A stand-in component (an override's image in a service's place) -> (health port, path). The URL
+# shown stays the service's own contract URL; the probe asks what the override's healthcheck asks.
+STAND_IN_PROBES: dict[str, tuple[int, str]] = {
+    # Jaeger's healthcheckv2 extension (stack/jaeger/config.yaml), as tests/compose/jaeger-for-tempo.yaml
+    "jaeger": (13200, "/status"),
+}
+
+
+def stand_in_check(service: str, component: str) -> Check:
+    """The readiness probe of ``component`` running in ``service``'s place (e.g. Jaeger as tempo)."""
+    port, path = STAND_IN_PROBES[component]
+    shown = checks().get(service)
+    probe_url = f"http://{HOST}:{port}{path}"
+    return Check(service, shown.url if shown else probe_url, _http_ok(probe_url), probe_url)
+
+
+def http_check(service: str, probe_url: str) -> Check:
+    """A plain HTTP 200 probe (status of a detached stack whose state names the probe URL)."""
+    return Check(service, probe_url, _http_ok(probe_url), probe_url)
 
 
 def health_url(component: str) -> str:

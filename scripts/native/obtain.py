@@ -10,9 +10,9 @@ Components and how each is had (docs/native.md, "Obtaining the components"):
 - ``otelcol``: ``go install go.opentelemetry.io/collector/cmd/builder@v<OTELCOL_VERSION>``, then the
   builder runs ``collector/builder-config.yaml`` -> ``otelcol-o11y``. Cache key: version + a hash of
   the builder config, so editing the manifest triggers a rebuild.
-- ``tempo``: a generated wrapper Go module requiring ``github.com/grafana/tempo`` at the pinned commit
-  (Tempo's tags are not valid Go module versions), with Tempo's own ``replace``/``exclude`` lines
-  copied in; ``CGO_ENABLED=0 go build .../cmd/tempo`` with version ldflags.
+- ``jaeger``: the e2e stand-in for Tempo's role (Tempo is AGPL: never built or downloaded here).
+  A wrapper module, ``go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v<JAEGER_VERSION>``,
+  then ``CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`` of that package.
 - ``prometheus`` (+ ``promtool``): the same wrapper approach for ``github.com/prometheus/prometheus``
   at module version v0.<minor*100+patch... see prometheus_module_version()>, tag ``remove_all_sd``.
 - ``opensearch``: the ``integ-test-zip`` distribution from Maven (``mvn dependency:get``), unzipped.
@@ -56,7 +56,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDER_CONFIG = Path("collector") / "builder-config.yaml"
 MARKER = ".o11y-complete.json"
 
-COMPONENTS = ("otelcol", "tempo", "prometheus", "opensearch", "compose", "postgres")
+COMPONENTS = ("otelcol", "jaeger", "prometheus", "opensearch", "compose", "postgres")
 # other names callers use for a component (binary names)
 ALIASES = {
     "otelcol-o11y": "otelcol",
@@ -71,7 +71,8 @@ ALIASES = {
 DEFAULT_COMPOSE_VERSION = "2.40.3"
 OPENSEARCH_MAVEN = "org.opensearch.distribution.integ-test-zip:opensearch:{version}:zip"
 SERVICE_USER = "o11y"
-TEMPO_MODULE = "github.com/grafana/tempo"
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+JAEGER_PACKAGE = f"{JAEGER_MODULE}/cmd/jaeger"
 PROMETHEUS_MODULE = "github.com/prometheus/prometheus"
 BUILDER_MODULE = "go.opentelemetry.io/collector/cmd/builder"
 GO_LDFLAGS_STRIP = "-s -w"
@@ -213,8 +214,8 @@ def component_dir(component: str, pins: Mapping[str, str], repo_root: Path | str
     if component == "otelcol":
         cfg = Path(repo_root or REPO_ROOT) / BUILDER_CONFIG
         return root / f"otelcol-{pins['OTELCOL_VERSION']}-{collector_cache_key(cfg)}"
-    if component == "tempo":
-        return root / f"tempo-{pins['TEMPO_VERSION']}-{pins['TEMPO_COMMIT'][:12]}"
+    if component == "jaeger":
+        return root / f"jaeger-{_plain_version(pins['JAEGER_VERSION'])}"
     if component == "prometheus":
         return root / f"prometheus-{_plain_version(pins['PROMETHEUS_VERSION'])}"
     if component == "opensearch":
@@ -551,78 +552,50 @@ def _dist_name(config: Path) -> str:
     return m.group(1) if m else "otelcol-custom"
 
 
-def tempo_module_version(pins: Mapping[str, str]) -> str:
-    """The Go module version to ask for: ``TEMPO_MODULE_VERSION`` (a pseudo-version) or the commit.
+def obtain_jaeger(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
+    """Build Jaeger v2 (``cmd/jaeger``, an OTel-collector distribution) at ``JAEGER_VERSION``.
 
-    A proxy that answers only canonical versions refuses a bare commit hash; the pseudo-version
-    names the same commit (its last 12 hex digits must be the commit's first 12).
+    The e2e's stand-in for Tempo's role (stack/jaeger/config.yaml): Tempo is AGPL and is never
+    built or downloaded here. Jaeger's go.mod has no replace lines, so a plain wrapper module with
+    the package as a ``tool`` dependency resolves it; the build flags are the ones CI's warm-up uses
+    (same flags: the Go build cache is reused).
     """
-    commit = pins["TEMPO_COMMIT"]
-    pseudo = pins.get("TEMPO_MODULE_VERSION", "")
-    if pseudo:
-        if not pseudo.endswith("-" + commit[:12]):
-            raise ObtainError(f"TEMPO_MODULE_VERSION {pseudo} does not name TEMPO_COMMIT {commit}")
-        return pseudo
-    return commit
-
-
-def obtain_tempo(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
-    """Build Tempo at ``TEMPO_COMMIT`` through a wrapper module (Tempo's go.mod has replace lines)."""
     pins = _pins(pins, repo_root)
-    version, commit = pins["TEMPO_VERSION"], pins["TEMPO_COMMIT"]
-    final = component_dir("tempo", pins, repo_root)
+    version = _plain_version(pins["JAEGER_VERSION"])
+    final = component_dir("jaeger", pins, repo_root)
 
     def build(tmp: Path, log: Path) -> tuple[dict[str, str], dict[str, str], str | None]:
-        src, info = _wrapper_module(tmp, "tempo", TEMPO_MODULE, tempo_module_version(pins), log)
-        resolved = info.get("Version", "")
-        if not resolved.endswith(commit[:12]):
-            raise ObtainError(f"tempo: {TEMPO_MODULE}@{commit} resolved to {resolved}, not that commit")
-        note = _check_tempo_release(Path(info["Dir"]), version)
-        _say(f"  {note}")
+        src = tmp / "src"
+        src.mkdir()
+        _run([_go(), "mod", "init", "jw"], log=log, cwd=src, env=_go_env(), step="go mod init (wrapper)")
         _run(
-            [_go(), "get", f"{TEMPO_MODULE}/cmd/tempo@{resolved}"],
+            [_go(), "get", "-tool", f"{JAEGER_PACKAGE}@v{version}"],
             log=log,
             cwd=src,
             env=_go_env(),
-            step="go get (resolve Tempo's dependencies)",
+            step="go get -tool (resolve Jaeger's dependencies)",
         )
-        ldflags = (
-            f"{GO_LDFLAGS_STRIP} -X main.Version={version} -X main.Revision={commit[:12]} -X main.Branch=HEAD"
-        )
+        # -X only changes the link step: every compiled package still comes from the build cache.
+        # Upstream sets the same variable (scripts/makefiles/BuildInfo.mk) so `--version` names it.
+        ldflags = f"{GO_LDFLAGS_STRIP} -X {JAEGER_MODULE}/internal/version.latestVersion=v{version}"
         _run(
-            [
-                _go(),
-                "build",
-                "-trimpath",
-                "-ldflags",
-                ldflags,
-                "-o",
-                str(tmp / "tempo"),
-                f"{TEMPO_MODULE}/cmd/tempo",
-            ],
+            [_go(), "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp / "jaeger"), JAEGER_PACKAGE],
             log=log,
             cwd=src,
             env=_go_env(CGO_ENABLED="0"),
-            step="go build tempo",
+            step="go build jaeger",
         )
-        return {"tempo": "tempo"}, {"commit": commit, "module_version": resolved, "release_check": note}, None
+        out = _run([str(tmp / "jaeger"), "--version"], log=log, cwd=tmp, step="jaeger --version")
+        if f"v{version}" not in out:
+            raise ObtainError(f"jaeger --version reports {out.strip()!r}, expected v{version}")
+        extra = {
+            "module": f"{JAEGER_MODULE}@v{version}",
+            "role": "e2e stand-in for Tempo",
+            "reports": out.strip(),
+        }
+        return {"jaeger": "jaeger"}, extra, None
 
-    return _build_cached("tempo", final, version, build)
-
-
-def _check_tempo_release(module_dir: Path, version: str) -> str:
-    """Does the module's CHANGELOG carry a ``## v<version>`` section? (a release commit should)."""
-    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
-        return f"TEMPO_VERSION {version} is not a release number: no release check"
-    try:
-        text = (module_dir / "CHANGELOG.md").read_text(errors="replace")
-    except OSError:
-        return "no CHANGELOG.md in the module: release not checked"
-    if re.search(rf"(?m)^#+\s*v?{re.escape(version)}\b", text):
-        return f"CHANGELOG.md has a v{version} section: commit matches release {version}"
-    raise ObtainError(
-        f"tempo: the pinned commit's CHANGELOG.md has no v{version} section: not release {version}"
-    )
+    return _build_cached("jaeger", final, version, build)
 
 
 def obtain_prometheus(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
@@ -889,7 +862,7 @@ def obtain_postgres(pins: Mapping[str, str] | None = None, repo_root: Path | str
 
 OBTAINERS = {
     "otelcol": obtain_otelcol,
-    "tempo": obtain_tempo,
+    "jaeger": obtain_jaeger,
     "prometheus": obtain_prometheus,
     "opensearch": obtain_opensearch,
     "compose": obtain_compose,
@@ -937,7 +910,7 @@ def cached_path(
 ) -> Path:
     """Path of a cached component's binary by name, without building (raises NotObtained).
 
-    ``otelcol``/``otelcol-o11y``, ``tempo``, ``prometheus``, ``promtool``, ``compose``/``docker-compose``,
+    ``otelcol``/``otelcol-o11y``, ``jaeger``, ``prometheus``, ``promtool``, ``compose``/``docker-compose``,
     ``postgres`` (the server binary) -> that binary; ``opensearch`` -> the OpenSearch *home* dir.
     """
     got = cached(component, pins, repo_root)

@@ -3,9 +3,12 @@
 The same components as `docker compose up`, started in compose's depends_on order with the command
 lines, environment and config files compose.yaml gives them (scripts/native/compose_model.py), the
 only differences being the mechanical rewrites of scripts/native/translate.py (docs/native.md,
-"Differences from compose"). Every component listens on 127.0.0.1 only.
+"Differences from compose"). Every component listens on 127.0.0.1 only. Override files layer over
+compose.yaml as with `docker compose -f`; by default tests/compose/jaeger-for-tempo.yaml, which puts
+Jaeger in the `tempo` service's place (Tempo is AGPL and never built here).
 
-    up [--detach]   start everything, wait for each health URL, print URL/health/RSS; stay in the
+    up [--detach] [--compose-file F]
+                    start everything, wait for each health URL, print URL/health/RSS; stay in the
                     foreground until Ctrl-C (then stop everything), or with --detach leave it running
                     and record pids in <run dir>/state.json for `down`
     down            stop a detached stack (process groups: SIGTERM, then SIGKILL after a grace period)
@@ -35,7 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from scripts.native import compose_model, health
-from scripts.native.components import ABSENT, ComponentError, NativeSpec, build_specs
+from scripts.native.components import (
+    JAEGER_FOR_TEMPO,
+    ComponentError,
+    NativeSpec,
+    absent_services,
+    build_specs,
+)
 from scripts.native.translate import CONTRACT_PORTS, LOOPBACK, TranslateError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -225,9 +234,12 @@ class NativeStack:
         *,
         model: compose_model.ComposeModel | None = None,
         out: Any = sys.stdout,
+        compose_files: list[Path] | tuple[Path, ...] = (),
     ) -> None:
         self.run_dir = (run_dir or default_run_dir()).absolute()
         self.model = model
+        # override files layered over compose.yaml (docker compose -f compose.yaml -f …)
+        self.compose_files = [Path(f) for f in compose_files]
         self.out = out
         self.specs: dict[str, NativeSpec] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -248,7 +260,7 @@ class NativeStack:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         _ensure_traversable(self.run_dir)
         if self.model is None:
-            self.model = compose_model.load(REPO_ROOT)
+            self.model = compose_model.load(REPO_ROOT, compose_files=self.compose_files)
         self.specs = build_specs(self.model, self.run_dir, only)
         return self.specs
 
@@ -272,7 +284,10 @@ class NativeStack:
                 "(`python -m scripts.native.run down`)"
             )
         atexit.register(self.down)
-        self.say(f"o11y-box native stack: compose model from {self.model.source}; run dir {self.run_dir}")
+        self.say(
+            f"o11y-box native stack: compose model from {self.model.source} "
+            f"({' + '.join(self.model.files)}); run dir {self.run_dir}"
+        )
         # Like compose: each component starts as soon as everything it depends on is healthy (or,
         # for one-shots, completed), so OpenSearch's JVM warms up while Postgres is migrated/seeded.
         self._abort.clear()
@@ -515,11 +530,13 @@ class NativeStack:
                     "pid": p.pid,
                     "start_ticks": proc_start_ticks(p.pid),
                     "url": _url(self.specs[n]),
+                    "probe_url": _probe_url(self.specs[n]),
                 }
                 for n, p in self.procs.items()
                 if p.poll() is None
             },
             "order": self.started_order,
+            "absent": {n: sp.note for n, sp in self.specs.items() if sp.kind == "absent"},
             "postgres": (
                 {"data_dir": str(self.postgres.data_dir), "port": self.postgres.port}
                 if self.postgres is not None
@@ -546,6 +563,10 @@ class NativeStack:
 
 def _url(spec: NativeSpec) -> str | None:
     return spec.check.url if spec.check is not None else None
+
+
+def _probe_url(spec: NativeSpec) -> str | None:
+    return spec.check.probe_url if spec.check is not None else None
 
 
 def down_from_state(run_dir: Path, out: Any = sys.stdout) -> int:
@@ -588,8 +609,11 @@ def status_from_state(run_dir: Path, out: Any = sys.stdout) -> int:
         alive = _pid_runs(int(info["pid"]), info.get("start_ticks"))
         rss = rss_bytes(int(info["pid"])) if alive else 0
         total += rss
+        check = checks.get(name)
+        if info.get("probe_url") and (check is None or check.probe_url != info["probe_url"]):
+            check = health.http_check(name, info["probe_url"])  # a stand-in (e.g. Jaeger as tempo)
         try:
-            h = checks[name]() if name in checks else "running"
+            h = check() if check is not None else "running"
         except Exception as exc:
             h, bad = f"UNHEALTHY: {exc}", bad + 1
         print(
@@ -601,7 +625,7 @@ def status_from_state(run_dir: Path, out: Any = sys.stdout) -> int:
         except Exception as exc:
             h, bad = f"UNHEALTHY: {exc}", bad + 1
         print(f"{'postgres':16} {checks['postgres'].url:28} {'':9}  {h}", file=out)
-    for name, why in ABSENT.items():
+    for name, why in (state.get("absent") or {}).items():
         print(f"{name:16} {'-':28} {'':9}  absent natively — {why}", file=out)
     print(f"{'total':16} {'':28} {total / 2**20:7.0f}MB", file=out)
     return 1 if bad else 0
@@ -640,6 +664,16 @@ def main(argv: list[str] | None = None) -> int:
         "--detach", action="store_true", help="up: leave the stack running, record state for `down`"
     )
     p.add_argument("--only", nargs="*", help="up: these services (and what they depend on)")
+    p.add_argument(
+        "--compose-file",
+        action="append",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="up: an override file layered over compose.yaml (repeatable, later wins; relative to the "
+        f"repo). Default: {JAEGER_FOR_TEMPO.relative_to(REPO_ROOT)} (Jaeger stands in for Tempo, which "
+        "is AGPL and never built here). Give --compose-file none for compose.yaml alone.",
+    )
     args = p.parse_args(argv)
     run_dir = (args.run_dir or default_run_dir()).absolute()
 
@@ -654,7 +688,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    stack = NativeStack(run_dir)
+    files = [JAEGER_FOR_TEMPO] if args.compose_file is None else args.compose_file
+    files = [f for f in files if str(f) != "none"]
+    stack = NativeStack(run_dir, compose_files=files)
     stop = {"now": False}
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -666,7 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.up(args.only)
         print(stack.report(), flush=True)
-        for name, why in ABSENT.items():
+        assert stack.model is not None
+        for name, why in absent_services(stack.model).items():
             print(f"note: {name} is absent natively — {why}")
         if args.detach:
             path = stack.detach()

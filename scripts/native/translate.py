@@ -36,7 +36,8 @@ CONTRACT_PORTS: dict[str, tuple[int, ...]] = {
     "partner-api": (8001,),
     "otel-collector": (4317, 4318, 13133, 8888, 8889),
     "prometheus": (9090,),
-    "tempo": (3200, 9095, 4319),
+    # + the e2e's Jaeger stand-in for Tempo (stack/jaeger/config.yaml): 13200 health, 14269 own metrics
+    "tempo": (3200, 9095, 4319, 13200, 14269),
     "opensearch": (9200, 9300),
     "grafana": (3000,),
 }

@@ -6,6 +6,7 @@ native runner binds loopback), so one set of URLs serves both.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,22 +60,56 @@ class Backends:
                 out.append({"series": series["seriesLabels"], **ex})
         return out
 
-    # --- Tempo --------------------------------------------------------------------------------
-    def tempo_trace(self, trace_id: str) -> dict[str, Any] | None:
-        r = self.client.get(f"{self.tempo}/api/traces/{trace_id}")
+    # --- the trace store: Jaeger's query API at the `tempo` address ---------------------------
+    # Tempo is absent from every e2e (AGPL, never built here; no image pull): Jaeger stands in for it
+    # at tempo:3200 (tests/compose/jaeger-for-tempo.yaml). Its HTTP API (the one the Jaeger UI uses):
+    # GET /api/traces/{id} and GET /api/traces?service=&operation=&tags=&start=&end=&minDuration=&limit=
+    # (start/end in microseconds); both answer {"data": [trace, ...]} in Jaeger's JSON model.
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """One trace by id in Jaeger's JSON model, or None when the store does not have it (yet)."""
+        r = self.client.get(f"{self.tempo}/api/traces/{hex_trace_id(trace_id)}")
         if r.status_code == 404:
             return None
         r.raise_for_status()
-        return r.json()
+        data = r.json().get("data") or []
+        return data[0] if data else None
 
-    def tempo_search(self, traceql: str, limit: int = 20, window_s: float = 3600) -> list[dict[str, Any]]:
-        now = int(time.time())
-        r = self.client.get(
-            f"{self.tempo}/api/search",
-            params={"q": traceql, "limit": limit, "start": now - int(window_s), "end": now + 60},
-        )
+    def trace_spans(self, trace_id: str) -> list[dict[str, Any]]:
+        """The flattened span rows of one trace ([] when the store does not have it)."""
+        t = self.trace(trace_id)
+        return spans_of(t) if t is not None else []
+
+    def trace_search(
+        self,
+        service: str,
+        operation: str | None = None,
+        *,
+        tags: dict[str, str] | None = None,
+        min_duration: str | None = None,
+        limit: int = 20,
+        window_s: float = 3600,
+    ) -> list[dict[str, Any]]:
+        """Traces holding a span of ``service`` (named ``operation``, with ``tags``, lasting at least
+        ``min_duration`` such as "50ms") in the last ``window_s`` seconds, newest first."""
+        now_us = int(time.time() * 1e6)
+        params: dict[str, Any] = {
+            "service": service,
+            "limit": limit,
+            "start": now_us - int(window_s * 1e6),
+            "end": now_us + 60_000_000,
+        }
+        if operation:
+            params["operation"] = operation
+        if tags:
+            params["tags"] = json.dumps(tags)
+        if min_duration:
+            params["minDuration"] = min_duration
+        r = self.client.get(f"{self.tempo}/api/traces", params=params)
         r.raise_for_status()
-        return list(r.json().get("traces") or [])
+        return list(r.json().get("data") or [])
+
+    # Kept for tests/stack/test_docker_e2e.py (it polls "the trace is back"): same lookup.
+    tempo_trace = trace
 
     # --- OpenSearch ------------------------------------------------------------------------
     def os_search(
@@ -94,30 +129,35 @@ class Backends:
 
 
 def spans_of(trace: dict[str, Any]) -> list[dict[str, Any]]:
-    """Flatten Tempo's OTLP-JSON trace into [{service, name, traceId, spanId, parentSpanId}]."""
+    """Flatten one trace of Jaeger's JSON model into the span rows the matrix uses:
+    [{service, name, traceId, spanId, parentSpanId, attributes}], ids as lower-case hex (trace ids
+    32 digits), ``attributes`` the span's tags as {key: value} (values as Jaeger typed them)."""
+    processes = trace.get("processes") or {}
     out = []
-    for batch in trace.get("batches") or trace.get("resourceSpans") or []:
-        service = ""
-        for attr in (batch.get("resource") or {}).get("attributes") or []:
-            if attr.get("key") == "service.name":
-                service = (attr.get("value") or {}).get("stringValue", "")
-        for scope in batch.get("scopeSpans") or batch.get("instrumentationLibrarySpans") or []:
-            for s in scope.get("spans") or []:
-                out.append(
-                    {
-                        "service": service,
-                        "name": s.get("name"),
-                        "traceId": s.get("traceId"),
-                        "spanId": s.get("spanId"),
-                        "parentSpanId": s.get("parentSpanId", ""),
-                    }
-                )
+    for s in trace.get("spans") or []:
+        proc = processes.get(s.get("processID")) or s.get("process") or {}
+        parents = [
+            r.get("spanID", "")
+            for r in s.get("references") or []
+            if r.get("refType") == "CHILD_OF" and r.get("traceID") == s.get("traceID")
+        ]
+        out.append(
+            {
+                "service": proc.get("serviceName", ""),
+                "name": s.get("operationName"),
+                "traceId": hex_trace_id(s.get("traceID", "")),
+                "spanId": str(s.get("spanID", "")).lower(),
+                "parentSpanId": str(parents[0]).lower() if parents else "",
+                "attributes": {t.get("key"): t.get("value") for t in s.get("tags") or []},
+                "duration_us": s.get("duration"),
+            }
+        )
     return out
 
 
 def hex_trace_id(value: str) -> str:
-    """A 32-hex-digit trace id. Tempo's search API drops leading zeros ("1f1d…", 31 digits), while
-    the logs store the full id; OTLP JSON (Tempo's /api/traces) gives ids base64 (24 chars)."""
+    """A 32-hex-digit trace id. Jaeger's JSON model (like Tempo's search API) drops leading zeros
+    ("1f1d…", 31 digits) while the logs store the full id; OTLP JSON gives ids base64 (24 chars)."""
     import base64
     import re
 

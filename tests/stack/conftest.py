@@ -1,6 +1,7 @@
 """The native stack, up ONCE per test session, torn down always.
 
-`native_stack` starts every component of compose.yaml natively (scripts/native/run.py) in a fresh
+`native_stack` starts every component of compose.yaml natively (scripts/native/run.py), with
+tests/compose/jaeger-for-tempo.yaml layered over it (Jaeger in the `tempo` service's place), in a fresh
 run dir, waits for each health URL and yields the NativeStack. Teardown runs in `finally`, on
 SIGTERM/SIGINT (turned into KeyboardInterrupt, which pytest unwinds through fixture teardown) and
 at interpreter exit (NativeStack registers an atexit hook), so no component outlives the session.
@@ -24,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from scripts.native.components import JAEGER_FOR_TEMPO
 from scripts.native.health import poll_until as _poll_until
 from scripts.native.run import NativeStack
 from tests.stack.backends import Backends
@@ -55,7 +57,9 @@ def native_stack() -> Iterator[NativeStack]:
     os.chmod(run_dir, 0o755)
     os.environ.setdefault("O11Y_OPENSEARCH_JAVA_OPTS", TEST_OPENSEARCH_JAVA_OPTS)
     out = open(run_dir / "runner.out", "w", buffering=1)
-    stack = NativeStack(run_dir, out=out)
+    # Jaeger stands in for Tempo (AGPL: never built here) in the `tempo` service, through the same
+    # override file the compose e2e uses; what that cannot prove: tests/stack/matrix.py NOT_PROVEN.
+    stack = NativeStack(run_dir, out=out, compose_files=[JAEGER_FOR_TEMPO])
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}: tearing the native stack down")
@@ -130,6 +134,8 @@ FIGURES.setdefault("session_t0", time.monotonic())
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if FIGURES.get("compose"):
+        _compose_figures(terminalreporter, FIGURES["compose"])
     if "startup_s" not in FIGURES:
         return
     tr = terminalreporter
@@ -154,3 +160,20 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             + ", ".join(f"{k} {v:.1f}s" for k, v in FIGURES["restart_s"].items())
         )
     tr.write_line(f"stack session wall time: {time.monotonic() - FIGURES.get('session_t0', 0.0):.0f}s")
+
+
+def _compose_figures(tr: Any, fig: dict[str, Any]) -> None:
+    """What the compose e2e measured (tests/stack/test_docker_e2e.py), for the closing note."""
+    tr.section("compose e2e figures")
+    for key, value in fig.items():
+        if key in ("commands",):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.1f}"
+        elif isinstance(value, dict):
+            value = ", ".join(
+                f"{k}={v:.0f}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items()
+            )
+        tr.write_line(f"{key}: {value}")
+    for line in fig.get("commands", []):
+        tr.write_line(line)

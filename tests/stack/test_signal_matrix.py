@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.stack.conftest import poll_until
-from tests.stack.matrix import MATRIX, Ctx, Row
+from tests.stack.doctor_check import assert_every_panel_has_data
+from tests.stack.matrix import MATRIX, NOT_PROVEN, SCRAPE_JOBS, Ctx, Row
 from tests.stack.traffic import TrafficReport
 
 pytestmark = pytest.mark.stack
@@ -31,39 +32,17 @@ def test_signal(row: Row, ctx: Ctx) -> None:
     assert result
 
 
+def test_not_proven_is_not_claimed() -> None:
+    """What only Tempo can show is listed once, with its reason, and no matrix row claims it."""
+    ids = {r.id for r in MATRIX}
+    assert len(ids) == len(MATRIX)
+    assert NOT_PROVEN and not set(NOT_PROVEN) & ids
+    assert all("Tempo" in why for why in NOT_PROVEN.values())
+    assert "tempo" not in SCRAPE_JOBS and not any("tempo" in r.backend for r in MATRIX)
+
+
 def test_dashboard_doctor_every_panel_has_data(ctx: Ctx) -> None:
     """After the load (every endpoint, error paths, every scenario) and once the matrix saw every
-    signal arrive, the dashboards engineer's doctor runs each panel query of dashboards/json/*.json
-    against the same live backends: every panel has data, or an "Empty is OK: <reason>"
-    justification written next to the panel."""
-    import json
-    from pathlib import Path
-
-    from scripts.dashboard_doctor import run_doctor
-    from scripts.doctor import Backends as DoctorBackends
-
-    files = sorted((Path(__file__).resolve().parents[2] / "dashboards" / "json").glob("*.json"))
-    assert files, "no dashboards/json/*.json (run `make dashboards`)"
-    dashboards = [json.loads(f.read_text()) for f in files]
-    b = ctx.backends
-    backends = DoctorBackends(prometheus=b.prometheus, tempo=b.tempo, opensearch=b.opensearch)
-    reports = []
-
-    def doctor_ok() -> bool:
-        # Rates need two scrapes after a counter moved; re-run until they have, fail with the last.
-        r = run_doctor(dashboards, backends)
-        reports.append(r)
-        failing = [p.name for p in r.panels if p.failed]
-        assert r.ok, f"{r.summary_line()}; problems: {r.problems}; failing panels: {failing}"
-        return True
-
-    try:
-        poll_until(doctor_ok, "the dashboard doctor to find data in every panel", 150)
-    finally:
-        if reports:
-            print(reports[-1].render(verbose=True))
-    report = reports[-1]
-    print(report.summary_line())
-    failing = [p.name for p in report.panels if p.failed]
-    assert report.ok, f"{report.summary_line()}; problems: {report.problems}; failing panels: {failing}"
-    assert report.panels and all(p.status.value == "data" or p.empty_ok_reason for p in report.panels)
+    signal arrive, the doctor runs each panel query of dashboards/json/*.json against the same live
+    backends (tests/stack/doctor_check.py says what counts as passing)."""
+    assert_every_panel_has_data(ctx.backends)

@@ -1,4 +1,6 @@
-"""Restarting Prometheus, Tempo and OpenSearch on the same data dirs keeps earlier data.
+"""Restarting Prometheus, the trace store and OpenSearch on the same data dirs keeps earlier data.
+
+The trace store is Jaeger in the `tempo` service's place (its badger files in the tempo-data volume).
 
 Named `test_z_…` so it runs after the signal matrix (pytest orders modules by name): the matrix
 sees the stack as first started, this module restarts it and re-checks what was there before.
@@ -23,8 +25,10 @@ def test_restart_keeps_metrics_traces_and_logs(
     native_stack: NativeStack, ctx: Ctx, backends: Backends
 ) -> None:
     # --- before: what each backend holds now --------------------------------------------------
-    trace_ids = poll_until(lambda: traces_with_partner_hop(ctx), "a complete trace in Tempo", 90)
+    trace_ids = poll_until(lambda: traces_with_partner_hop(ctx), "a complete trace in the trace store", 90)
     trace_id = trace_ids[0]
+    before_spans = {(s["spanId"], s["name"]) for s in backends.trace_spans(trace_id)}
+    assert before_spans
     m = catalog.HTTP_SERVER_DURATION
     at = time.time()
     series = f'{m.count}{{job="{SERVICE}"}}'
@@ -54,7 +58,16 @@ def test_restart_keeps_metrics_traces_and_logs(
         return True
 
     poll_until(samples_kept, "Prometheus keeps the samples scraped before its restart (TSDB + WAL)", 60)
-    poll_until(lambda: backends.tempo_trace(trace_id), f"Tempo still returns trace {trace_id}", 90)
+
+    def trace_kept() -> bool:
+        after = {(s["spanId"], s["name"]) for s in backends.trace_spans(trace_id)}
+        missing = before_spans - after
+        assert not missing, f"trace {trace_id} lost spans {sorted(missing)[:5]} across the restart"
+        return True
+
+    poll_until(
+        trace_kept, f"the trace store still returns every span of trace {trace_id} (badger on disk)", 90
+    )
 
     def logs_kept() -> bool:
         n = backends.os_count(log_query)

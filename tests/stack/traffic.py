@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,11 @@ def bad_requests(rng: random.Random) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 class Driver:
-    def __init__(self, base_url: str, *, users: int = 2000, seed: int = 7, concurrency: int = 8) -> None:
+    def __init__(self, base_url: str, *, users: int = 2000, seed: int = 7, concurrency: int = 8,
+                 admin: Callable[[list[str]], dict[str, Any]] | None = None) -> None:
+        """``admin``: how to PUT /admin/scenarios when the test is not a loopback client of the
+        service (compose: through `docker compose exec`, as a user would); default over HTTP."""
+        self.admin = admin
         self.base = base_url.rstrip("/")
         self.users = users
         self.rng = random.Random(seed)
@@ -135,9 +140,13 @@ class Driver:
                 return
 
     def set_scenarios(self, active: list[str]) -> None:
-        r = self.client.put("/admin/scenarios", json={"active": active})
-        r.raise_for_status()
-        got = sorted(r.json().get("active") or [])
+        if self.admin is not None:
+            state = self.admin(active)
+        else:
+            r = self.client.put("/admin/scenarios", json={"active": active})
+            r.raise_for_status()
+            state = r.json()
+        got = sorted(state.get("active") or [])
         if got != sorted(active):
             raise RuntimeError(f"admin endpoint set {got}, asked for {active}")
 

@@ -224,6 +224,20 @@ def test_unreachable_opensearch_fails_bounded() -> None:
     assert "not ready" in proc.stdout
 
 
+def test_unreachable_opensearch_is_skipped_bounded_when_asked() -> None:
+    """compose's form: the collector waits for this one-shot, so a dead OpenSearch must end it with
+    exit 0 and a loud SKIPPED line within --timeout, not fail it (and hold the collector back)."""
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "scripts.opensearch_setup", "--url", f"http://127.0.0.1:{_free_port()}",
+         "--config-dir", str(OS_DIR), "--timeout", "3", "--skip-when-unavailable"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert time.monotonic() - start < 30
+    assert "SKIPPED" in proc.stdout and "not ready" in proc.stdout
+
+
 def _ss4o_doc(
     trace_id: str, route: str, status: int, duration: float, extra_attrs: dict[str, Any]
 ) -> dict[str, Any]:

@@ -501,3 +501,80 @@ def test_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
         dashboard_doctor.main(["--from", "soon", str(build.JSON_DIR)])
     assert exc.value.code == 2
     assert "not a duration" in capsys.readouterr().err
+
+
+# --- Tempo absent (the e2e's Jaeger stand-in): "not checkable: needs Tempo", counted and named ---------
+def _tempo_metrics() -> tuple[str, ...]:
+    from sample_service.telemetry import catalog
+
+    return tuple(m.prom for m in catalog.all_metrics() if m.source == "tempo")
+
+
+def _dash_panel(pid: int, title: str, *targets: dict[str, Any]) -> dict[str, Any]:
+    return {"id": pid, "title": title, "type": "timeseries", "targets": list(targets)}
+
+
+def test_tempo_panels_are_not_checkable_when_tempo_is_absent() -> None:
+    prom = {"type": "prometheus", "uid": "p"}
+    tempo = {"type": "tempo", "uid": "t"}
+    graph = "sum(rate(traces_service_graph_request_total[5m]))"
+    dash = {
+        "title": "D",
+        "panels": [
+            _dash_panel(1, "traceql", {"refId": "A", "datasource": tempo, "query": '{ name = "x" }'}),
+            _dash_panel(2, "service graph", {"refId": "A", "datasource": prom, "expr": graph}),
+            _dash_panel(3, "plain", {"refId": "A", "datasource": prom, "expr": "up"}),
+            _dash_panel(
+                4,
+                "mixed",
+                {"refId": "A", "datasource": tempo, "query": "{}"},
+                {"refId": "B", "datasource": prom, "expr": "up"},
+            ),
+        ],
+    }
+    dead = dead_url()
+    absent = Backends(
+        prometheus=dead,
+        tempo=dead,
+        timeout_s=2,
+        tempo_absent="Jaeger stands in",
+        tempo_only_metrics=_tempo_metrics(),
+    )
+    report = run_doctor([dash], absent, time_range=HOUR)
+    status = {p.title: p.status for p in report.panels}
+    assert status == {
+        "traceql": Status.NOT_CHECKABLE,
+        "service graph": Status.NOT_CHECKABLE,
+        "plain": Status.ERROR,  # everything Tempo does not produce still runs (and fails here: dead URL)
+        "mixed": Status.ERROR,  # its Prometheus target still has to have data
+    }
+    assert report.not_checkable == ["D > traceql", "D > service graph"]
+    assert "2 not checkable (D > traceql; D > service graph)" in report.summary_line()
+    assert not report.ok
+    assert "needs Tempo" in report.render() and "Jaeger stands in" in report.render()
+    # Nothing is implied: without the declaration the same panels are run (and fail here).
+    present = Backends(prometheus=dead, tempo=dead, timeout_s=2, tempo_only_metrics=_tempo_metrics())
+    again = run_doctor([dash], present, time_range=HOUR)
+    assert not again.not_checkable and again.errors == 4
+
+
+def test_which_of_our_panels_need_tempo() -> None:
+    """Exactly the panels on Grafana's Tempo datasource and on Tempo's service-graph metrics."""
+    dashboards = [json.loads(t) for t in build.generate().values()]
+    backends = Backends(
+        prometheus=dead_url(),
+        tempo=dead_url(),
+        opensearch=dead_url(),
+        timeout_s=2,
+        tempo_absent="no Tempo",
+        tempo_only_metrics=_tempo_metrics(),
+    )
+    report = run_doctor(
+        dashboards, backends, {"job": "sample-service", "service": "sample-service"}, time_range=HOUR
+    )
+    expected = [
+        p.name
+        for p in report.panels
+        if any(t.backend == "tempo" or "traces_service_graph" in t.query for t in p.targets)
+    ]
+    assert len(expected) >= 2 and report.not_checkable == expected

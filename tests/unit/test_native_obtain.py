@@ -30,18 +30,28 @@ def test_env_pins_parse(pins: dict[str, str]) -> None:
         "OTELCOL_VERSION",
         "PROMETHEUS_VERSION",
         "TEMPO_VERSION",
-        "TEMPO_COMMIT",
+        "JAEGER_VERSION",
         "OPENSEARCH_VERSION",
         "POSTGRES_IMAGE",
     ):
         assert pins.get(key), key
     assert re.fullmatch(r"\d+\.\d+\.\d+", pins["OTELCOL_VERSION"])
     assert re.fullmatch(r"v\d+\.\d+\.\d+", pins["PROMETHEUS_VERSION"])
-    # A pseudo-version names 12 hex digits of the commit; a full hash is fine too.
-    assert re.fullmatch(r"[0-9a-f]{12,40}", pins["TEMPO_COMMIT"])
-    modver = obtain.tempo_module_version(pins)
-    assert modver == pins["TEMPO_COMMIT"] or modver.endswith("-" + pins["TEMPO_COMMIT"][:12])
+    # Tempo is a released image tag only: nothing builds it (AGPL), so no commit/module pins remain.
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["TEMPO_VERSION"])
+    assert not {"TEMPO_COMMIT", "TEMPO_MODULE_VERSION"} & set(pins)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["JAEGER_VERSION"])
     assert obtain.postgres_major(pins) == "15"
+
+
+def test_no_agpl_component_is_obtainable() -> None:
+    """Tempo, Grafana and Loki are AGPL ("not-to-use"): obtain.py has no way to build or fetch them."""
+    for name in ("tempo", "grafana", "loki"):
+        with pytest.raises(ValueError, match="unknown component"):
+            obtain.canonical(name)
+    text = (REPO_ROOT / "scripts" / "native" / "obtain.py").read_text()
+    for module in ("github.com/grafana/tempo", "github.com/grafana/grafana", "github.com/grafana/loki"):
+        assert module not in text, module
 
 
 def test_env_parser_syntax(tmp_path: Path) -> None:
@@ -122,10 +132,7 @@ def test_cache_dirs_are_keyed_by_version(
     assert (
         obtain.component_dir("promtool", pins).name == f"prometheus-{pins['PROMETHEUS_VERSION'].lstrip('v')}"
     )
-    assert (
-        obtain.component_dir("tempo", pins).name
-        == f"tempo-{pins['TEMPO_VERSION']}-{pins['TEMPO_COMMIT'][:12]}"
-    )
+    assert obtain.component_dir("jaeger", pins).name == f"jaeger-{pins['JAEGER_VERSION']}"
     other = dict(pins, OPENSEARCH_VERSION="9.9.9")
     assert obtain.component_dir("opensearch", other) != obtain.component_dir("opensearch", pins)
 
@@ -168,17 +175,6 @@ exclude github.com/other v0.1.0
     ]
 
 
-def test_tempo_pseudo_version_must_name_the_commit() -> None:
-    commit = "f" * 40
-    assert obtain.tempo_module_version({"TEMPO_COMMIT": commit}) == commit
-    ok = {"TEMPO_COMMIT": commit, "TEMPO_MODULE_VERSION": "v1.5.1-0.20260101000000-" + commit[:12]}
-    assert obtain.tempo_module_version(ok) == ok["TEMPO_MODULE_VERSION"]
-    with pytest.raises(obtain.ObtainError):
-        obtain.tempo_module_version(
-            {"TEMPO_COMMIT": commit, "TEMPO_MODULE_VERSION": "v1.5.1-0.2026-abcdefabcdef"}
-        )
-
-
 def test_cache_entry_is_atomic_and_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("O11Y_CACHE", str(tmp_path))
     final = tmp_path / "thing-1.0"
@@ -210,6 +206,6 @@ def test_cache_entry_is_atomic_and_idempotent(tmp_path: Path, monkeypatch: pytes
 def test_cached_path_raises_when_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("O11Y_CACHE", str(tmp_path))
     with pytest.raises(obtain.NotObtained):
-        obtain.cached_path("tempo")
+        obtain.cached_path("jaeger")
     with pytest.raises(ValueError):
         obtain.canonical("grafana-enterprise")

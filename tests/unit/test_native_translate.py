@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scripts.native import compose_model
-from scripts.native.components import ABSENT
+from scripts.native.components import ABSENT, JAEGER_FOR_TEMPO, image_component
 from scripts.native.translate import (
     CONTRACT_PORTS,
     TranslateError,
@@ -26,15 +27,22 @@ from scripts.native.translate import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def model() -> compose_model.ComposeModel:
+@pytest.fixture(scope="module", params=[(), (JAEGER_FOR_TEMPO,)], ids=["compose.yaml", "+jaeger-for-tempo"])
+def model(request: pytest.FixtureRequest) -> compose_model.ComposeModel:
     # The PyYAML loader: unit tests need no binary. tests/stack checks it against the real
-    # `docker-compose config`.
-    return compose_model.load(REPO, prefer_binary=False)
+    # `docker-compose config`. Both what users run and what the e2e runs (Jaeger for Tempo).
+    return compose_model.load(REPO, prefer_binary=False, compose_files=request.param)
 
 
 def _native_services(model: compose_model.ComposeModel) -> list[str]:
     return [n for n in model.services if n not in ABSENT]
+
+
+def _check_for(model: compose_model.ComposeModel, name: str) -> Any:
+    from scripts.native import health
+
+    stand_in = image_component(model.services[name])
+    return health.stand_in_check(name, stand_in) if stand_in else health.checks().get(name)
 
 
 def _normalise(text: str, path_map: dict[str, str]) -> str:
@@ -188,17 +196,15 @@ def test_start_order_follows_depends_on(model: compose_model.ComposeModel) -> No
 
 def test_native_health_checks_ask_what_compose_healthchecks_ask(model: compose_model.ComposeModel) -> None:
     """Each native readiness probe hits the same path (or tool) as the service's compose healthcheck."""
-    from scripts.native import health
-
-    checks = health.checks()
     for name in _native_services(model):
         svc = model.services[name]
-        if name not in checks:
+        check = _check_for(model, name)
+        if check is None:
             assert name not in CONTRACT_PORTS, f"{name} is long-running but has no native health check"
             continue
         assert svc.healthcheck is not None, f"{name} has a native health check but no compose healthcheck"
         test = " ".join(svc.healthcheck.test)
-        probe = checks[name].probe_url
+        probe = check.probe_url
         if probe == "pg_isready":
             assert "pg_isready" in test, test
             continue

@@ -1,0 +1,313 @@
+"""A Docker engine for the compose e2e: the user's own if one answers, else a private one we start.
+
+Order of preference:
+1. ``DOCKER_HOST`` if set, else the default socket ``/var/run/docker.sock``: used as is when it
+   answers a ping, never stopped by us.
+2. Otherwise, where the machine allows it (root, Debian, ``O11Y_PRIVATE_ENGINE`` not ``0``):
+   install Debian's ``docker.io`` (+ iptables, mmdebstrap) if missing and start ``dockerd`` on a
+   private socket. Its image store lives in the cache (``$O11Y_CACHE/docker-engine/data``), so
+   images built once are reused by the next run, as a registry pull would be.
+
+dockerd changes the host while it runs (ip_forward, the iptables FORWARD policy and DOCKER chains,
+the docker0 and br-* links, /run/containerd). ``PrivateEngine.stop()`` stops the daemon and undoes
+every one of them from a snapshot taken before it started; callers use ``engine()`` as a context
+manager so that teardown always runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from scripts.native import obtain
+
+DEFAULT_SOCKET = "/var/run/docker.sock"
+APT_PACKAGES = ("docker.io", "iptables", "mmdebstrap")
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class EngineUnavailable(RuntimeError):
+    """No engine answers and this machine cannot start one (the only reason the e2e may skip)."""
+
+
+class EngineError(RuntimeError):
+    """An engine should be startable here but did not come up: a failure, never a skip."""
+
+
+@dataclass
+class Engine:
+    """How to talk to an engine: the environment for the docker CLI / compose, and what it is."""
+
+    env: dict[str, str]
+    description: str
+    owned: bool = False
+
+    def client(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.env["DOCKER_HOST"], timeout=120)
+
+    def run_env(self) -> dict[str, str]:
+        """os.environ with this engine's variables on top (for subprocesses)."""
+        return {**os.environ, **self.env}
+
+
+def _pings(host: str) -> bool:
+    try:
+        client = docker.DockerClient(base_url=host, timeout=10)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+def compose_config_dir(root: Path) -> Path:
+    """A private DOCKER_CONFIG whose cli-plugins hold the natively obtained Compose v2 binary, so
+    `docker compose` works without touching ~/.docker."""
+    plugins = root / "cli-plugins"
+    plugins.mkdir(parents=True, exist_ok=True)
+    link = plugins / "docker-compose"
+    target = Path(obtain.cached_path("compose"))
+    if link.is_symlink() or link.exists():
+        if link.resolve() == target.resolve():
+            return root
+        link.unlink()
+    link.symlink_to(target)
+    return root
+
+
+def existing_engine(config_dir: Path) -> Engine | None:
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
+    if not _pings(host):
+        return None
+    env = {"DOCKER_HOST": host, "DOCKER_CONFIG": str(compose_config_dir(config_dir))}
+    return Engine(env, f"existing engine at {host}", owned=False)
+
+
+def why_no_private_engine() -> str | None:
+    if os.environ.get("O11Y_PRIVATE_ENGINE") == "0":
+        return "O11Y_PRIVATE_ENGINE=0"
+    if os.geteuid() != 0:
+        return "not root: a private dockerd needs root"
+    if not Path("/etc/debian_version").exists():
+        return "not Debian: no docker.io package to install"
+    return None
+
+
+def ensure_packages(log: Path) -> None:
+    missing = [p for p, exe in (("docker.io", "dockerd"), ("iptables", "iptables"),
+                                ("mmdebstrap", "mmdebstrap")) if shutil.which(exe) is None]
+    if not missing:
+        return
+    with open(log, "a") as out:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES]):
+            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900)
+            if proc.returncode != 0:
+                raise EngineError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+
+
+# ---------------------------------------------------------------------------------- host state
+def _read(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def _links() -> set[str]:
+    names = set()
+    for line in _read(["ip", "-o", "link", "show"]).splitlines():
+        parts = line.split(":", 2)
+        if len(parts) > 1:
+            names.add(parts[1].strip().split("@", 1)[0])
+    return names
+
+
+@dataclass
+class HostState:
+    """What dockerd changes, captured before it starts, restored after it stops."""
+
+    ip_forward: str
+    iptables: str
+    ip6tables: str
+    links: set[str]
+    run_paths: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def capture(cls) -> HostState:
+        return cls(
+            ip_forward=Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
+            iptables=_read(["iptables-save"]),
+            ip6tables=_read(["ip6tables-save"]),
+            links=_links(),
+            run_paths={p: Path(p).exists() for p in ("/run/containerd", "/run/docker")},
+        )
+
+    def restore(self) -> list[str]:
+        """Undo dockerd's changes; returns what could not be undone (empty when all was)."""
+        problems: list[str] = []
+        for link in sorted(_links() - self.links):
+            if link == "docker0" or link.startswith(("br-", "veth")):
+                proc = subprocess.run(["ip", "link", "delete", link], capture_output=True, text=True)
+                if proc.returncode != 0 and link in _links():
+                    problems.append(f"ip link delete {link}: {proc.stderr.strip()}")
+        for tool, saved in (("iptables", self.iptables), ("ip6tables", self.ip6tables)):
+            if not shutil.which(f"{tool}-restore"):
+                continue
+            if saved:
+                proc = subprocess.run([f"{tool}-restore"], input=saved, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    problems.append(f"{tool}-restore: {proc.stderr.strip()}")
+            # A table absent from the snapshot was not in use before: drop what dockerd put there.
+            for table in ("filter", "nat"):
+                if f"*{table}" not in saved:
+                    for flag in ("-F", "-X"):
+                        subprocess.run([tool, "-t", table, flag], capture_output=True)
+                    if table == "filter":
+                        for chain in ("INPUT", "FORWARD", "OUTPUT"):
+                            subprocess.run([tool, "-P", chain, "ACCEPT"], capture_output=True)
+        try:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward + "\n")
+        except OSError as exc:
+            problems.append(f"ip_forward: {exc}")
+        for path, existed in self.run_paths.items():
+            if not existed:
+                shutil.rmtree(path, ignore_errors=True)
+        return problems
+
+
+# ---------------------------------------------------------------------------------- the daemon
+@dataclass
+class PrivateEngine:
+    """dockerd on a private socket; stop() always undoes what it changed on the host."""
+
+    root: Path  # cache dir: data-root (images), logs
+    run_dir: Path  # short path for the socket, exec-root and pidfile
+    host_state: HostState
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.run_dir / "docker.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "dockerd.log"
+
+    def start(self) -> Engine:
+        self.root.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            ["dockerd", "-H", f"unix://{self.socket}", "--data-root", str(self.root / "data"),
+             "--exec-root", str(self.run_dir / "exec"), "--pidfile", str(self.run_dir / "docker.pid")],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        out.close()
+        host = f"unix://{self.socket}"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise EngineError(f"dockerd exited ({self.proc.returncode}): {self._tail()}")
+            if self.socket.exists() and _pings(host):
+                env = {"DOCKER_HOST": host,
+                       "DOCKER_CONFIG": str(compose_config_dir(self.run_dir / "config"))}
+                return Engine(env, f"private dockerd at {host} (images in {self.root / 'data'})",
+                              owned=True)
+            time.sleep(0.2)
+        raise EngineError(f"dockerd did not answer within {READY_TIMEOUT_S:.0f}s: {self._tail()}")
+
+    def _tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> list[str]:
+        """Stop dockerd (its containers die with it) and restore the host; returns leftovers."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        _kill_leftover_shims(self.run_dir)
+        problems = self.host_state.restore()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return problems
+
+
+def _kill_leftover_shims(run_dir: Path) -> None:
+    """containerd-shim processes of our daemon (their command lines name our exec-root)."""
+    marker = str(run_dir)
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and ("containerd" in cmdline or "dockerd" in cmdline):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+
+
+def engine_root() -> Path:
+    return obtain.cache_root() / "docker-engine"
+
+
+@contextlib.contextmanager
+def engine(log: Path | None = None) -> Iterator[Engine]:
+    """The user's engine if one answers, else a private one (stopped and cleaned up on exit).
+
+    Raises EngineUnavailable only where no engine answers and none can be started here."""
+    root = engine_root()
+    root.mkdir(parents=True, exist_ok=True)
+    found = existing_engine(root / "config")
+    if found is not None:
+        yield found
+        return
+    reason = why_no_private_engine()
+    if reason:
+        raise EngineUnavailable(f"no engine answers at $DOCKER_HOST/{DEFAULT_SOCKET} and {reason}")
+    ensure_packages(log or root / "apt.log")
+    # The socket path must stay short (108 bytes): not under the cache dir.
+    private = PrivateEngine(root, Path(tempfile.mkdtemp(prefix="o11y-dkr-")), HostState.capture())
+    try:
+        yield private.start()
+    finally:
+        leftovers = private.stop()
+        if leftovers:
+            print(f"private dockerd teardown left: {leftovers}", file=sys.stderr)
+
+
+def docker_cli(eng: Engine, *args: str, timeout: float = 600,
+               extra_env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**eng.run_env(), **(extra_env or {})})
+
+
+def main() -> int:
+    """`python -m scripts.engine.docker_engine`: start (or find) an engine, print it, stop it."""
+    with engine() as eng:
+        print(eng.description)
+        print(docker_cli(eng, "version", "--format", "{{.Server.Version}}").stdout.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
