@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import prometheus_client
 from opentelemetry import propagate
@@ -191,6 +193,10 @@ class Telemetry:
             if provider is not None
         ]
         nudge_at = time.monotonic() + 0.8 * max(0.0, deadline - time.monotonic())
+        if self._exporters and collector_refuses_connections():
+            # Nothing listens (e.g. compose `down` stopped the collector first): retrying until the
+            # budget runs out only delays the container's stop (measured: 4.4 s of a 9.5 s `down`).
+            nudge_at = time.monotonic()
         _join_all(workers, nudge_at)
         if any(w.is_alive() for w in workers):
             for exporter in self._exporters:
@@ -203,6 +209,24 @@ class Telemetry:
                 "telemetry shutdown hit its %.1f s bound; unsent data dropped",
                 self.settings.shutdown_timeout_s,
             )
+
+
+def collector_refuses_connections(timeout_s: float = 0.25) -> bool:
+    """True when the OTLP endpoint's host answers with a refused connection (nothing listens).
+
+    Reads the standard variable the exporters read; an unresolvable or slow endpoint is not
+    "refused" (the normal bounded path handles it)."""
+    grpc = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
+    url = urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or
+                   ("http://localhost:4317" if grpc else "http://localhost:4318"))
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        with socket.create_connection((url.hostname or "localhost", port), timeout=timeout_s):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _start_daemon(target: Callable[[], Any], name: str) -> threading.Thread:

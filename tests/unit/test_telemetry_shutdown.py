@@ -93,3 +93,39 @@ def test_unbounded_sdk_shutdown_would_exceed_the_bound(monkeypatch: pytest.Monke
     threading.Thread(target=lambda: (tel.tracer_provider.shutdown(), done.set()), daemon=True).start()
     assert not done.wait(SHUTDOWN_BOUND_S + SLACK_S), "SDK shutdown was fast: the bound test proves nothing"
     tel.shutdown()
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+async def test_shutdown_with_nothing_listening_does_not_wait_out_the_budget(
+    protocol: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """compose `down` stops the collector before the service: found by the compose e2e, the
+    service's stop then waited ~4.4 s of retries for a collector that refuses connections."""
+    from sample_service.telemetry.bootstrap import collector_refuses_connections
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
+    assert collector_refuses_connections()
+    budget = 6.0
+    tel = setup_telemetry(Settings(shutdown_timeout_s=budget, log_json_stdout=False))
+    async with client_for(build_app(tel)) as client:
+        for i in range(10):
+            assert (await client.get(f"/items/{i}")).status_code == 200
+            logging.getLogger("tests.dead").warning("request %d", i)
+    started = time.monotonic()
+    tel.shutdown()
+    elapsed = time.monotonic() - started
+    assert elapsed < budget / 3, f"shutdown took {elapsed:.2f} s of a {budget} s budget"
+
+
+def test_a_listening_collector_is_not_taken_for_a_refusing_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from sample_service.telemetry.bootstrap import collector_refuses_connections
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert not collector_refuses_connections()
