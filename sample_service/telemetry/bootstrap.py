@@ -212,10 +212,10 @@ class Telemetry:
 
 
 def collector_refuses_connections(timeout_s: float = 0.25) -> bool:
-    """True when the OTLP endpoint's host answers with a refused connection (nothing listens).
-
-    Reads the standard variable the exporters read; an unresolvable or slow endpoint is not
-    "refused" (the normal bounded path handles it)."""
+    """True when nothing can take an export: the OTLP endpoint refuses the connection, or its name
+    no longer resolves (compose `down` removes the collector's container, and with it its DNS
+    name, before a dependent service stops). A slow endpoint is not refused: the normal bounded
+    path handles it. Reads the standard variable the exporters read."""
     grpc = os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf") == "grpc"
     url = urlsplit(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or
                    ("http://localhost:4317" if grpc else "http://localhost:4318"))
@@ -223,7 +223,7 @@ def collector_refuses_connections(timeout_s: float = 0.25) -> bool:
         port = url.port or (443 if url.scheme == "https" else 80)
         with socket.create_connection((url.hostname or "localhost", port), timeout=timeout_s):
             return False
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, socket.gaierror):
         return True
     except (OSError, ValueError):
         return False

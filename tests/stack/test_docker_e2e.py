@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.stack]
 FAULTS = REPO / "tests" / "compose" / "faults"
 # "a few seconds": every container handles SIGTERM, none needs the 10 s kill, and the services do
 # not wait out their telemetry budget for a collector that `down` already stopped.
-DOWN_BUDGET_S = 8.0
+DOWN_BUDGET_S = 5.0
 FIG: dict[str, Any] = FIGURES.setdefault("compose", {})
 
 
