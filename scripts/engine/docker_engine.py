@@ -16,6 +16,8 @@ manager so that teardown always runs.
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import contextlib
 import os
 import shutil
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -197,6 +200,7 @@ class PrivateEngine:
     run_dir: Path  # short path for the socket, exec-root and pidfile
     host_state: HostState
     proc: subprocess.Popen[bytes] | None = None
+    stopped: bool = False
 
     @property
     def socket(self) -> Path:
@@ -235,7 +239,11 @@ class PrivateEngine:
             return "(no log)"
 
     def stop(self) -> list[str]:
-        """Stop dockerd (its containers die with it) and restore the host; returns leftovers."""
+        """Stop dockerd (its containers die with it) and restore the host; returns leftovers.
+        Idempotent: the context manager and the atexit hook may both call it."""
+        if self.stopped:
+            return []
+        self.stopped = True
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -287,12 +295,25 @@ def engine(log: Path | None = None) -> Iterator[Engine]:
     ensure_packages(log or root / "apt.log")
     # The socket path must stay short (108 bytes): not under the cache dir.
     private = PrivateEngine(root, Path(tempfile.mkdtemp(prefix="o11y-dkr-")), HostState.capture())
+    # Teardown must run however the caller ends: SIGTERM becomes KeyboardInterrupt (so `finally`
+    # blocks unwind, compose projects included), and atexit covers an exit that skips them.
+    atexit.register(private.stop)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield private.start()
     finally:
         leftovers = private.stop()
+        atexit.unregister(private.stop)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if leftovers:
             print(f"private dockerd teardown left: {leftovers}", file=sys.stderr)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}: stopping the private Docker engine")
 
 
 def docker_cli(eng: Engine, *args: str, timeout: float = 600,
@@ -301,11 +322,29 @@ def docker_cli(eng: Engine, *args: str, timeout: float = 600,
                           env={**eng.run_env(), **(extra_env or {})})
 
 
-def main() -> int:
-    """`python -m scripts.engine.docker_engine`: start (or find) an engine, print it, stop it."""
-    with engine() as eng:
-        print(eng.description)
-        print(docker_cli(eng, "version", "--format", "{{.Server.Version}}").stdout.strip())
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scripts.engine.docker_engine [--hold]`: find or start an engine, print it, stop it.
+
+    --hold keeps it up, with one bridge network (the host changes a stack makes), until SIGTERM or
+    Ctrl-C: what tests/stack/test_docker_engine.py uses to prove the teardown restores the host."""
+    parser = argparse.ArgumentParser(description="Find or start a Docker engine, print it, stop it.")
+    parser.add_argument("--hold", action="store_true", help="keep it up until SIGTERM / Ctrl-C")
+    hold = parser.parse_args(argv).hold
+    try:
+        with engine() as eng:
+            print(eng.description, flush=True)
+            print(docker_cli(eng, "version", "--format", "{{.Server.Version}}").stdout.strip(), flush=True)
+            if hold:
+                network = "o11y-engine-probe"
+                docker_cli(eng, "network", "create", network)
+                try:
+                    print("ready", flush=True)
+                    while True:
+                        time.sleep(3600)
+                finally:
+                    docker_cli(eng, "network", "rm", network)
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
     return 0
 
 
