@@ -3,6 +3,13 @@
 Checks the declared Content-Length up front, and counts the bytes actually received as well
 (chunked uploads have no Content-Length, and a client can lie). The body is buffered — at most
 ``max_bytes`` of it — and replayed to the app; JSON endpoints read it whole anyway.
+
+Before a 413 the rest of the body is read and dropped, when it is at most ``DRAIN_BYTES`` over the
+limit: answering and closing while the client is still writing makes the kernel reset the
+connection, and the reset discards the 413 before the client reads it (uvicorn on loopback, a chunked
+72 KiB upload and a declared one 512 KiB over the 64 KiB limit: 5 runs in 6 got ``ReadError`` for at
+least one of them instead of the message; 0 in 5 since). Further over, the client is far beyond any
+reasonable body: it gets the 413 and the close at once, and maybe only the reset.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+DRAIN_BYTES = 1024 * 1024
 
 
 class BodySizeLimitMiddleware:
@@ -40,6 +48,8 @@ class BodySizeLimitMiddleware:
                     return
                 break
         if declared is not None and declared > self.max_bytes:
+            if declared - self.max_bytes <= DRAIN_BYTES:
+                await _drain(receive, declared)
             await self._too_large(send)
             return
 
@@ -52,11 +62,13 @@ class BodySizeLimitMiddleware:
                 return  # nobody to answer
             chunk = message.get("body", b"")
             size += len(chunk)
+            more = message.get("more_body", False)
             if size > self.max_bytes:
+                if more:
+                    await _drain(receive, DRAIN_BYTES)
                 await self._too_large(send)
                 return
             chunks.append(chunk)
-            more = message.get("more_body", False)
 
         body = b"".join(chunks)
         replayed = False
@@ -72,6 +84,17 @@ class BodySizeLimitMiddleware:
 
     async def _too_large(self, send: Send) -> None:
         await _reject(send, 413, "body_too_large", f"request body exceeds {self.max_bytes} bytes")
+
+
+async def _drain(receive: Receive, allowance: int) -> None:
+    """Read and drop the rest of the request body, at most ``allowance`` bytes of it."""
+    while allowance > 0:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        allowance -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _reject(send: Send, status: int, error: str, message: str) -> None:

@@ -13,6 +13,7 @@ from sample_service.body import json_body, openapi_body
 from sample_service.context import Services, services
 from sample_service.domain import segment_label
 from sample_service.errors import error_response
+from sample_service.openapi import BODY_ERRORS, error_responses
 from sample_service.partner_client import fetch_partner_score
 from sample_service.profile import fetch_profile
 from sample_service.responses import ORJSONResponse
@@ -37,7 +38,8 @@ async def gather_or_cancel(*awaitables: Any) -> list[Any]:
         raise
 
 
-@router.post("/v1/evaluate", response_class=ORJSONResponse, openapi_extra=openapi_body(Ingredients))
+@router.post("/v1/evaluate", response_class=ORJSONResponse, openapi_extra=openapi_body(Ingredients),
+             responses=error_responses(*BODY_ERRORS, 404, 503))
 async def evaluate(
     body: Annotated[Ingredients, Depends(json_body(Ingredients))], svc: Annotated[Services, Depends(services)]
 ) -> Any:

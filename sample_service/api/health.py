@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from sample_service.context import Services, services
 from sample_service.errors import error_response
+from sample_service.openapi import error_responses
 from sample_service.responses import ORJSONResponse
 
 router = APIRouter()
@@ -21,7 +22,7 @@ async def healthz() -> Any:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_class=ORJSONResponse)
+@router.get("/readyz", response_class=ORJSONResponse, responses=error_responses(503))
 async def readyz(svc: Annotated[Services, Depends(services)]) -> Any:
     try:
         async with asyncio.timeout(svc.settings.readiness_timeout_s):

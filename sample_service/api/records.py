@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sample_service.context import Services, services
 from sample_service.errors import error_response
 from sample_service.models import Record, RecordItem, User
+from sample_service.openapi import error_responses
 from sample_service.pagination import Cursor, CursorError, decode_cursor
 from sample_service.records_page import fetch_page
 from sample_service.responses import ORJSONResponse
@@ -59,7 +60,8 @@ async def _fetch_page_n_plus_one(session: AsyncSession, user_id: int, position: 
     return page, has_more
 
 
-@router.get("/v1/users/{user_id}/records", response_class=ORJSONResponse)
+@router.get("/v1/users/{user_id}/records", response_class=ORJSONResponse,
+            responses=error_responses(404, 422, 503))
 async def list_records(
     svc: Annotated[Services, Depends(services)],
     user_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)],

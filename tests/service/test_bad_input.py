@@ -39,6 +39,9 @@ EVALUATE_CASES: list[tuple[str, dict[str, Any], int]] = [
     ("amount as string", {"json": _with(amount="10")}, 422),
     ("user_id as string", {"json": _with(user_id="5")}, 422),
     ("age as float", {"json": _with(age=30.5)}, 422),
+    ("user_id 2**63 as a float", _raw('{"user_id": 9.223372036854776e18, "country": "DE", "product": "card", '
+                                      '"amount": 1, "currency": "EUR", "channel": "web", "age": 30}'), 422),
+    ("age as bool", {"json": _with(age=True)}, 422),
     ("amount as bool", {"json": _with(amount=True)}, 422),
     ("attributes as list", {"json": _with(attributes=[1, 2])}, 422),
     ("nested attribute value", {"json": _with(attributes={"a": {"b": 1}})}, 422),
@@ -122,6 +125,17 @@ async def test_evaluate_rejects(
 @pytest.mark.parametrize(("case", "url", "expected"), RECORDS_CASES, ids=[c[0] for c in RECORDS_CASES])
 async def test_records_rejects(running: RunningApp, case: str, url: str, expected: int) -> None:
     _assert_error(await running.client.get(url), expected, case)
+
+
+async def test_integral_numbers_are_integers(running: RunningApp) -> None:
+    """JSON has one number type and /openapi.json says "integer": 34.0 is the integer 34. The fuzzer's
+    {"age": 128.0, ...} was a 422; 34.5 still is (EVALUATE_CASES), and so are "34" and true."""
+    raw = (b'{"user_id": 5.0, "country": "DE", "product": "card", "amount": 120, "currency": "EUR", '
+           b'"channel": "web", "age": 34.0}')
+    r = await running.client.post("/v1/evaluate", content=raw, headers=JSON)
+    assert r.status_code == 200, r.text
+    plain = await running.client.post("/v1/evaluate", json=_with(user_id=5, age=34))
+    assert r.json()["segment"] == plain.json()["segment"] == "DE:card"
 
 
 async def test_unknown_user_is_404_for_evaluate(running: RunningApp) -> None:
