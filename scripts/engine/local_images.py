@@ -125,7 +125,8 @@ def image_refs(pins: Mapping[str, str]) -> dict[str, str]:
         "postgres": pins["POSTGRES_IMAGE"].split(":", 1)[1],
         "prometheus": pins["PROMETHEUS_VERSION"],
         "opensearch": pins["OPENSEARCH_VERSION"],
-        "otelcol-contrib-subset": pins["OTELCOL_VERSION"],
+        # our native OCB build, so the native version, never the compose pin it does not hold
+        "otelcol-contrib-subset": pins["OTELCOL_NATIVE_VERSION"],
         "jaeger": jaeger_version(pins),
     }
     return {name: f"{REPO_PREFIX}{name}:{tags[name]}" for name in NAMES}

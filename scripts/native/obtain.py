@@ -7,9 +7,13 @@
 
 Components and how each is had (docs/native.md, "Obtaining the components"):
 
-- ``otelcol``: ``go install go.opentelemetry.io/collector/cmd/builder@v<OTELCOL_VERSION>``, then the
-  builder runs ``collector/builder-config.yaml`` -> ``otelcol-o11y``. Cache key: version + a hash of
-  the builder config, so editing the manifest triggers a rebuild.
+- ``otelcol``: ``go install go.opentelemetry.io/collector/cmd/builder@v<OTELCOL_NATIVE_VERSION>``, then
+  the builder runs ``collector/builder-config.yaml`` -> ``otelcol-o11y``. Cache key: version + a hash
+  of the builder config, so editing the manifest triggers a rebuild.
+- ``otelcol-compose-check``: the same, at ``OTELCOL_VERSION`` (the version compose runs) from
+  ``collector/builder-config.compose-check.yaml`` -> ``otelcol-o11y-compose-check``: every component
+  of collector/config.yaml except the opensearch exporter (not served at that version), used only by
+  tests/static to validate the config against the compose version.
 - ``jaeger``: the e2e stand-in for Tempo's role (Tempo is AGPL: never built or downloaded here).
   A wrapper module, ``go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v<JAEGER_VERSION>``,
   then ``CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`` of that package.
@@ -54,14 +58,20 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDER_CONFIG = Path("collector") / "builder-config.yaml"
+# The check build at the compose-pinned version (docs/native.md, "Compose pin vs native version").
+COMPOSE_CHECK_BUILDER_CONFIG = Path("collector") / "builder-config.compose-check.yaml"
+# .env keys: the collector version compose runs (the contrib image's tag) and the one built natively.
+OTELCOL_COMPOSE_KEY = "OTELCOL_VERSION"
+OTELCOL_NATIVE_KEY = "OTELCOL_NATIVE_VERSION"
 MARKER = ".o11y-complete.json"
 
-COMPONENTS = ("otelcol", "jaeger", "prometheus", "opensearch", "compose", "postgres")
+COMPONENTS = ("otelcol", "otelcol-compose-check", "jaeger", "prometheus", "opensearch", "compose", "postgres")
 # other names callers use for a component (binary names)
 ALIASES = {
     "otelcol-o11y": "otelcol",
     "collector": "otelcol",
     "otel-collector": "otelcol",
+    "otelcol-o11y-compose-check": "otelcol-compose-check",
     "promtool": "prometheus",
     "docker-compose": "compose",
     "postgresql": "postgres",
@@ -213,7 +223,10 @@ def component_dir(component: str, pins: Mapping[str, str], repo_root: Path | str
     root = cache_root()
     if component == "otelcol":
         cfg = Path(repo_root or REPO_ROOT) / BUILDER_CONFIG
-        return root / f"otelcol-{pins['OTELCOL_VERSION']}-{collector_cache_key(cfg)}"
+        return root / f"otelcol-{pins[OTELCOL_NATIVE_KEY]}-{collector_cache_key(cfg)}"
+    if component == "otelcol-compose-check":
+        cfg = Path(repo_root or REPO_ROOT) / COMPOSE_CHECK_BUILDER_CONFIG
+        return root / f"otelcol-compose-check-{pins[OTELCOL_COMPOSE_KEY]}-{collector_cache_key(cfg)}"
     if component == "jaeger":
         return root / f"jaeger-{_plain_version(pins['JAEGER_VERSION'])}"
     if component == "prometheus":
@@ -505,16 +518,16 @@ def _pins(pins: Mapping[str, str] | None, repo_root: Path | str | None) -> Mappi
     return pins if pins is not None else read_env_pins(repo_root)
 
 
-def obtain_otelcol(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
-    """Build ``otelcol-o11y`` from collector/builder-config.yaml with the Collector Builder."""
-    root = Path(repo_root or REPO_ROOT)
-    pins = _pins(pins, root)
-    version = pins["OTELCOL_VERSION"]
-    config = root / BUILDER_CONFIG
-    declared = builder_config_version(config)
+def _build_collector(
+    component: str, manifest: Path, version_key: str, root: Path, pins: Mapping[str, str]
+) -> Obtained:
+    """Build the distribution of builder manifest ``manifest`` with the Collector Builder at the
+    version ``pins[version_key]``, which the manifest's dist.version must equal."""
+    version = pins[version_key]
+    declared = builder_config_version(manifest)
     if declared != version:
-        raise ObtainError(f"{config}: dist.version {declared} != OTELCOL_VERSION {version} in .env")
-    final = component_dir("otelcol", pins, root)
+        raise ObtainError(f"{manifest}: dist.version {declared} != {version_key} {version} in .env")
+    final = component_dir(component, pins, root)
 
     def build(tmp: Path, log: Path) -> tuple[dict[str, str], dict[str, str], str | None]:
         gobin = tmp / "bin"
@@ -527,10 +540,10 @@ def obtain_otelcol(pins: Mapping[str, str] | None = None, repo_root: Path | str 
             step=f"go install builder v{version}",
         )
         out_dir = tmp / "src"
-        text = config.read_text()
+        text = manifest.read_text()
         text, n = re.subn(r"(?m)^(\s+output_path:).*$", rf"\g<1> {out_dir}", text, count=1)
         if n != 1:
-            raise ObtainError(f"{config}: no dist.output_path line to point at the cache")
+            raise ObtainError(f"{manifest}: no dist.output_path line to point at the cache")
         resolved = tmp / "builder-config.yaml"
         resolved.write_text(text)
         _run(
@@ -540,11 +553,36 @@ def obtain_otelcol(pins: Mapping[str, str] | None = None, repo_root: Path | str 
             env=_go_env(CGO_ENABLED="0"),
             step="builder (generate + go build)",
         )
-        name = _dist_name(config)
+        name = _dist_name(manifest)
         os.replace(out_dir / name, tmp / name)
-        return {name: name, "builder": "bin/builder"}, {"builder_config_sha256": file_hash(config, 64)}, None
+        return (
+            {name: name, "builder": "bin/builder"},
+            {"builder_config_sha256": file_hash(manifest, 64)},
+            None,
+        )
 
-    return _build_cached("otelcol", final, version, build)
+    return _build_cached(component, final, version, build)
+
+
+def obtain_otelcol(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
+    """Build ``otelcol-o11y`` from collector/builder-config.yaml at OTELCOL_NATIVE_VERSION."""
+    root = Path(repo_root or REPO_ROOT)
+    return _build_collector("otelcol", root / BUILDER_CONFIG, OTELCOL_NATIVE_KEY, root, _pins(pins, root))
+
+
+def obtain_otelcol_compose_check(
+    pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None
+) -> Obtained:
+    """Build ``otelcol-o11y-compose-check`` from collector/builder-config.compose-check.yaml at
+    OTELCOL_VERSION (the version compose runs), for validating collector/config.yaml at it."""
+    root = Path(repo_root or REPO_ROOT)
+    return _build_collector(
+        "otelcol-compose-check",
+        root / COMPOSE_CHECK_BUILDER_CONFIG,
+        OTELCOL_COMPOSE_KEY,
+        root,
+        _pins(pins, root),
+    )
 
 
 def _dist_name(config: Path) -> str:
@@ -862,6 +900,7 @@ def obtain_postgres(pins: Mapping[str, str] | None = None, repo_root: Path | str
 
 OBTAINERS = {
     "otelcol": obtain_otelcol,
+    "otelcol-compose-check": obtain_otelcol_compose_check,
     "jaeger": obtain_jaeger,
     "prometheus": obtain_prometheus,
     "opensearch": obtain_opensearch,
@@ -910,7 +949,8 @@ def cached_path(
 ) -> Path:
     """Path of a cached component's binary by name, without building (raises NotObtained).
 
-    ``otelcol``/``otelcol-o11y``, ``jaeger``, ``prometheus``, ``promtool``, ``compose``/``docker-compose``,
+    ``otelcol``/``otelcol-o11y``, ``otelcol-compose-check``/``otelcol-o11y-compose-check``, ``jaeger``,
+    ``prometheus``, ``promtool``, ``compose``/``docker-compose``,
     ``postgres`` (the server binary) -> that binary; ``opensearch`` -> the OpenSearch *home* dir.
     """
     got = cached(component, pins, repo_root)

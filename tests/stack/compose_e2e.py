@@ -28,8 +28,9 @@ from tests.stack.backends import Backends
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "o11y-box-e2e"
 BIND = "127.0.0.2"
-OVERRIDES = (REPO / "tests" / "compose" / "local-images.yaml",
-             REPO / "tests" / "compose" / "jaeger-for-tempo.yaml")
+LOCAL_IMAGES = REPO / "tests" / "compose" / "local-images.yaml"
+JAEGER_FOR_TEMPO = REPO / "tests" / "compose" / "jaeger-for-tempo.yaml"
+OVERRIDES = (LOCAL_IMAGES, JAEGER_FOR_TEMPO)
 # Services that cannot run here, with why: the e2e names them instead of pretending.
 ABSENT = {
     "grafana": "Grafana is AGPL (not-to-use here, so not built) and no registry answers to pull "
@@ -58,6 +59,7 @@ class Compose:
     files: Sequence[Path] = (REPO / "compose.yaml", *OVERRIDES)
     env: dict[str, str] = field(default_factory=lambda: {"BIND_ADDRESS": BIND})
     log: list[str] = field(default_factory=list)
+    absent: Mapping[str, str] = field(default_factory=lambda: dict(ABSENT))
 
     @property
     def label(self) -> dict[str, str]:
@@ -65,7 +67,7 @@ class Compose:
 
     @property
     def services(self) -> list[str]:
-        return [s for s in compose_services() if s not in ABSENT]
+        return [s for s in compose_services() if s not in self.absent]
 
     def run(self, *args: str, timeout: float = 900, env: Mapping[str, str] | None = None,
             files: Sequence[Path] | None = None) -> subprocess.CompletedProcess[str]:
@@ -157,3 +159,22 @@ class Compose:
         finally:
             client.close()
         return removed
+
+
+def registry_answers(engine: Engine, ref: str) -> str | None:
+    """None when `docker pull ref` works (then every upstream image can be pulled, as for a user);
+    else the engine's one-line reason (no registry here: the local images stand in)."""
+    proc = subprocess.run(["docker", "pull", ref], capture_output=True, text=True, timeout=300,
+                          env=engine.run_env())
+    if proc.returncode == 0:
+        return None
+    return ((proc.stderr or proc.stdout).strip().splitlines() or ["docker pull failed"])[-1]
+
+
+def compose_for(engine: Engine, busybox_ref: str) -> tuple[Compose, str]:
+    """Upstream images where a registry answers (compose.yaml as a user runs it, Grafana included;
+    Jaeger still stands in for Tempo so one signal matrix serves both), else the local images."""
+    reason = registry_answers(engine, busybox_ref)
+    if reason is None:
+        return Compose(engine, files=(REPO / "compose.yaml", JAEGER_FOR_TEMPO), absent={}), "pulled"
+    return Compose(engine), f"built locally (no registry: {reason})"

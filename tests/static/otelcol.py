@@ -71,11 +71,20 @@ def poll(
 
 @contextlib.contextmanager
 def running_collector(
-    work: Path, *, tempo: str | None = None, opensearch: str | None = None
+    work: Path,
+    *,
+    tempo: str | None = None,
+    opensearch: str | None = None,
+    binary_name: str = "otelcol-o11y",
+    config_text: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yields {4317: port, 4318: port, 13133: ..., 8888: ..., 8889: ..., "log": Path} once healthy."""
+    """Yields {4317: port, 4318: port, 13133: ..., 8888: ..., 8889: ..., "log": Path} once healthy.
+
+    ``binary_name``/``config_text``: another cached collector build and a config other than
+    collector/config.yaml (rendered the same way), e.g. the compose-version check build."""
     ports = {p: free_port() for p in LISTEN_PORTS}
-    text = CONFIG.read_text().replace("0.0.0.0", "127.0.0.1").replace("/var/lib/otelcol", str(work / "state"))
+    text = (CONFIG.read_text() if config_text is None else config_text).replace("0.0.0.0", "127.0.0.1")
+    text = text.replace("/var/lib/otelcol", str(work / "state"))
     for old, new in ports.items():
         text = re.sub(rf"(127\.0\.0\.1:){old}\b", rf"\g<1>{new}", text)
         text = re.sub(rf"(port: ){old}\b", rf"\g<1>{new}", text)
@@ -87,7 +96,7 @@ def running_collector(
     log = work / "collector.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(binary("otelcol-o11y")), f"--config={rendered}"],
+            [str(binary(binary_name)), f"--config={rendered}"],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -151,10 +151,12 @@ def test_override_only_sets_image_and_build_args_of_existing_services() -> None:
 
 
 def _override_images() -> dict[str, str]:
-    """'<service>' or '<service>.<ARG>' -> the interpolated image ref the override names."""
+    """'<service>' or '<service>.<ARG>' -> the interpolated image ref the override names (third-party
+    stand-ins only: the `image:` of a service compose BUILDS names what that build is tagged, checked
+    in test_built_images_are_tagged_with_what_they_hold)."""
     out: dict[str, str] = {}
     for name, svc in OVERRIDE_DATA["services"].items():
-        if "image" in svc:
+        if "image" in svc and "build" not in COMPOSE_SERVICES[name]:
             out[name] = _interpolate(svc["image"])
         for arg, value in svc.get("build", {}).get("args", {}).items():
             if arg.endswith("_IMAGE"):
@@ -191,6 +193,22 @@ def test_override_covers_every_third_party_image_that_can_be_built_here() -> Non
         assert services[name]["build"]["args"]["PYTHON_IMAGE"] == REFS["python"], name
     # no local image for these: Tempo (AGPL; Jaeger's override stands in) and Grafana (AGPL, no image)
     assert "tempo" not in services and "grafana" not in services
+
+
+def test_built_images_are_tagged_with_what_they_hold() -> None:
+    """The e2e's collector image holds the native OCB build (OTELCOL_NATIVE_VERSION): its tag and its
+    OTELCOL_VERSION build arg say so, never compose's OTELCOL_VERSION (docs/native.md)."""
+    built = {
+        n for n, svc in OVERRIDE_DATA["services"].items() if "image" in svc and "build" in COMPOSE_SERVICES[n]
+    }
+    assert built == {"otel-collector"}, built
+    svc = OVERRIDE_DATA["services"]["otel-collector"]
+    native = PINS["OTELCOL_NATIVE_VERSION"]
+    image = _interpolate(svc["image"])
+    assert image == f"o11y-box/otel-collector:native-{native}"
+    assert image != _interpolate(COMPOSE_SERVICES["otel-collector"]["image"]), "would shadow the user image"
+    assert _interpolate(str(svc["build"]["args"]["OTELCOL_VERSION"])) == native
+    assert REFS["otelcol-contrib-subset"].endswith(f":{native}")
 
 
 def test_compose_model_differs_only_in_image_and_build_args() -> None:

@@ -12,8 +12,9 @@ from scripts.native import obtain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = REPO_ROOT / "collector" / "builder-config.yaml"
+COMPOSE_CHECK = REPO_ROOT / "collector" / "builder-config.compose-check.yaml"
 
-# Builder-manifest modules allowed off OTELCOL_VERSION, each with the reason (docs/native.md).
+# Builder-manifest modules allowed off OTELCOL_NATIVE_VERSION, each with the reason (docs/native.md).
 VERSION_EXCEPTIONS = {
     # every newer release of it is refused by the Go module proxy or missing from the checksum DB
     "github.com/open-telemetry/opentelemetry-collector-contrib/exporter/opensearchexporter": "v0.138.0",
@@ -28,6 +29,7 @@ def pins() -> dict[str, str]:
 def test_env_pins_parse(pins: dict[str, str]) -> None:
     for key in (
         "OTELCOL_VERSION",
+        "OTELCOL_NATIVE_VERSION",
         "PROMETHEUS_VERSION",
         "TEMPO_VERSION",
         "JAEGER_VERSION",
@@ -36,6 +38,7 @@ def test_env_pins_parse(pins: dict[str, str]) -> None:
     ):
         assert pins.get(key), key
     assert re.fullmatch(r"\d+\.\d+\.\d+", pins["OTELCOL_VERSION"])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pins["OTELCOL_NATIVE_VERSION"])
     assert re.fullmatch(r"v\d+\.\d+\.\d+", pins["PROMETHEUS_VERSION"])
     # Tempo is a released image tag only: nothing builds it (AGPL), so no commit/module pins remain.
     assert re.fullmatch(r"\d+\.\d+\.\d+", pins["TEMPO_VERSION"])
@@ -72,38 +75,67 @@ def test_env_parser_syntax(tmp_path: Path) -> None:
         obtain.read_env_pins(tmp_path)
 
 
-def test_builder_config_version_equals_pin(pins: dict[str, str]) -> None:
-    version = pins["OTELCOL_VERSION"]
-    assert obtain.builder_config_version(CONFIG) == version
+def _check_manifest_versions(manifest: Path, version: str, exceptions: dict[str, str]) -> list[str]:
+    """Every module at v<version>, the confmap providers at v1.<minor-94>.0, except ``exceptions``."""
     minor = int(version.split(".")[1])
-    modules = obtain.builder_config_modules(CONFIG)
-    assert len(modules) >= 13
-    for module, v in modules.items():
-        if "/confmap/provider/" in module:
-            assert v == f"v1.{minor - 94}.0", module
-        else:
-            assert v == VERSION_EXCEPTIONS.get(module, f"v{version}"), module
+    errors = []
+    for module, v in obtain.builder_config_modules(manifest).items():
+        want = (
+            f"v1.{minor - 94}.0" if "/confmap/provider/" in module else exceptions.get(module, f"v{version}")
+        )
+        if v != want:
+            errors.append(f"{module} {v} != {want}")
+    return errors
+
+
+def test_builder_config_version_equals_pin(pins: dict[str, str]) -> None:
+    """The native manifest is at OTELCOL_NATIVE_VERSION (not the compose pin OTELCOL_VERSION)."""
+    version = pins["OTELCOL_NATIVE_VERSION"]
+    assert obtain.builder_config_version(CONFIG) == version
+    assert len(obtain.builder_config_modules(CONFIG)) >= 13
+    assert _check_manifest_versions(CONFIG, version, VERSION_EXCEPTIONS) == []
+
+
+def test_compose_check_manifest_is_at_the_compose_pin(pins: dict[str, str]) -> None:
+    """The check build is at OTELCOL_VERSION, the contrib image tag compose runs, with no exception."""
+    version = pins["OTELCOL_VERSION"]
+    assert obtain.builder_config_version(COMPOSE_CHECK) == version
+    assert _check_manifest_versions(COMPOSE_CHECK, version, {}) == []
+    # can fail: the native manifest is not at the compose pin when they differ
+    if pins["OTELCOL_NATIVE_VERSION"] != version:
+        assert _check_manifest_versions(CONFIG, version, {})
+
+
+NEEDED_MODULES = (
+    "receiver/otlpreceiver",
+    "processor/memorylimiterprocessor",
+    "processor/batchprocessor",
+    "exporter/otlpexporter",
+    "exporter/debugexporter",
+    "exporter/prometheusexporter",
+    "exporter/opensearchexporter",
+    "connector/spanmetricsconnector",
+    "extension/healthcheckextension",
+    "extension/storage/filestorage",
+    "provider/envprovider",
+    "provider/fileprovider",
+    "provider/yamlprovider",
+)
 
 
 def test_builder_config_has_the_components_the_collector_config_needs() -> None:
     modules = obtain.builder_config_modules(CONFIG)
-    for suffix in (
-        "receiver/otlpreceiver",
-        "processor/memorylimiterprocessor",
-        "processor/batchprocessor",
-        "exporter/otlpexporter",
-        "exporter/debugexporter",
-        "exporter/prometheusexporter",
-        "exporter/opensearchexporter",
-        "connector/spanmetricsconnector",
-        "extension/healthcheckextension",
-        "extension/storage/filestorage",
-        "provider/envprovider",
-        "provider/fileprovider",
-        "provider/yamlprovider",
-    ):
+    for suffix in NEEDED_MODULES:
         assert any(m.endswith(suffix) for m in modules), suffix
     assert obtain._dist_name(CONFIG) == "otelcol-o11y"
+
+
+def test_compose_check_manifest_is_the_native_one_minus_opensearch() -> None:
+    """Same components as the native manifest except opensearchexporter (not served at the compose pin)."""
+    native = {m.rsplit("/", 1)[-1] for m in obtain.builder_config_modules(CONFIG)}
+    check = {m.rsplit("/", 1)[-1] for m in obtain.builder_config_modules(COMPOSE_CHECK)}
+    assert check == native - {"opensearchexporter"}
+    assert obtain._dist_name(COMPOSE_CHECK) == "otelcol-o11y-compose-check"
 
 
 def test_collector_cache_key_changes_with_builder_config(
@@ -115,7 +147,7 @@ def test_collector_cache_key_changes_with_builder_config(
     shutil.copyfile(CONFIG, cfg)
     key1 = obtain.collector_cache_key(cfg)
     dir1 = obtain.component_dir("otelcol", pins, tmp_path)
-    assert dir1 == tmp_path / "cache" / f"otelcol-{pins['OTELCOL_VERSION']}-{key1}"
+    assert dir1 == tmp_path / "cache" / f"otelcol-{pins['OTELCOL_NATIVE_VERSION']}-{key1}"
     assert obtain.collector_cache_key(cfg) == key1  # stable
     cfg.write_text(cfg.read_text() + "\n# any change\n")
     key2 = obtain.collector_cache_key(cfg)
@@ -133,6 +165,19 @@ def test_cache_dirs_are_keyed_by_version(
         obtain.component_dir("promtool", pins).name == f"prometheus-{pins['PROMETHEUS_VERSION'].lstrip('v')}"
     )
     assert obtain.component_dir("jaeger", pins).name == f"jaeger-{pins['JAEGER_VERSION']}"
+    check = obtain.component_dir("otelcol-o11y-compose-check", pins, REPO_ROOT).name
+    assert (
+        check
+        == f"otelcol-compose-check-{pins['OTELCOL_VERSION']}-{obtain.collector_cache_key(COMPOSE_CHECK)}"
+    )
+    # the native collector follows OTELCOL_NATIVE_VERSION only; the check build OTELCOL_VERSION only
+    bumped = dict(pins, OTELCOL_VERSION="9.9.9")
+    assert obtain.component_dir("otelcol", bumped, REPO_ROOT) == obtain.component_dir(
+        "otelcol", pins, REPO_ROOT
+    )
+    assert obtain.component_dir("otelcol-compose-check", bumped, REPO_ROOT).name.startswith(
+        "otelcol-compose-check-9.9.9-"
+    )
     other = dict(pins, OPENSEARCH_VERSION="9.9.9")
     assert obtain.component_dir("opensearch", other) != obtain.component_dir("opensearch", pins)
 

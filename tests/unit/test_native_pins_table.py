@@ -15,6 +15,7 @@ PINS = obtain.read_env_pins(REPO)
 # .env key -> the obtain.py component that gets it natively (absent ones must not be obtainable)
 COMPONENT_OF = {
     "OTELCOL_VERSION": "otelcol",
+    "OTELCOL_NATIVE_VERSION": "otelcol",
     "PROMETHEUS_VERSION": "prometheus",
     "OPENSEARCH_VERSION": "opensearch",
     "POSTGRES_IMAGE": "postgres",
@@ -118,6 +119,24 @@ def test_a_pin_missing_from_the_table_fails() -> None:
     table = parse_table((REPO / "docs" / "native.md").read_text())
     del table["GRAFANA_VERSION"]
     assert check(table) == ["GRAFANA_VERSION is pinned in .env but not in the table"]
+
+
+def test_collector_row_says_what_is_proven_at_the_compose_version() -> None:
+    """The compose collector differs from the native one: its row names the reason and the check build."""
+    pin, native, why = parse_table((REPO / "docs" / "native.md").read_text())["OTELCOL_VERSION"]
+    assert (
+        native
+        == PINS["OTELCOL_NATIVE_VERSION"]
+        == obtain.builder_config_version(REPO / obtain.BUILDER_CONFIG)
+    )
+    assert obtain.builder_config_version(REPO / obtain.COMPOSE_CHECK_BUILDER_CONFIG) == pin
+    for needed in (
+        "opensearchexporter",
+        "v0.138.0",
+        "collector/builder-config.compose-check.yaml",
+        "validate",
+    ):
+        assert needed in why, needed
 
 
 def test_e2e_jaeger_image_is_the_pin() -> None:
