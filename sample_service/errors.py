@@ -65,6 +65,31 @@ async def on_db_unavailable(request: Request, exc: Exception) -> ORJSONResponse:
                           headers={"retry-after": "1"})
 
 
+# What a restarting Postgres answers, as SQLSTATEs: 57P01 admin_shutdown (a fast shutdown cut the
+# session mid-query), 57P02 crash_shutdown, 57P03 cannot_connect_now ("the database system is starting
+# up" / "shutting down": the port is open again before connections are allowed); class 08 is
+# connection exceptions. asyncpg raises them as server errors, which SQLAlchemy wraps in a plain
+# DBAPIError rather than an OperationalError, so they fell through to the 500 handler: every restart
+# produced a burst of 500s around its stop and start (tests/service/test_db_restart.py).
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def database_unavailable(exc: sa_exc.DBAPIError) -> bool:
+    """The database is not there to answer (down, starting, shutting down, the connection gone), as
+    opposed to something wrong with what we sent it."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # connection_invalidated: SQLAlchemy judged the error a disconnect and discarded the connection
+    # (and, being a disconnect, marked the rest of the pool stale: the next checkouts reconnect).
+    return exc.connection_invalidated or sqlstate in UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
+
+
+async def on_db_error(request: Request, exc: sa_exc.DBAPIError) -> ORJSONResponse:
+    if database_unavailable(exc):
+        return await on_db_unavailable(request, exc)
+    # Anything else (a constraint, a bad statement) is our bug: on to the 500 handler, as before.
+    raise exc
+
+
 async def on_unexpected(request: Request, exc: Exception) -> ORJSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal error")
@@ -76,6 +101,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(sa_exc.TimeoutError, on_pool_timeout)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.OperationalError, on_db_unavailable)
     app.add_exception_handler(sa_exc.InterfaceError, on_db_unavailable)
+    # The other DBAPIErrors: a 503 when the database is unavailable, otherwise re-raised to the 500.
+    app.add_exception_handler(sa_exc.DBAPIError, on_db_error)  # type: ignore[arg-type]
     # asyncpg raises OSError (refused, unreachable) and TimeoutError on connect, unwrapped.
     app.add_exception_handler(OSError, on_db_unavailable)
     app.add_exception_handler(TimeoutError, on_db_unavailable)

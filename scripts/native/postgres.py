@@ -231,15 +231,22 @@ class PostgresServer:
             return True
         return True
 
-    def stop(self) -> None:
-        """Fast shutdown (rolls back open transactions); SIGKILL as a last resort. Idempotent."""
+    def stop(self, mode: str = "fast") -> None:
+        """Fast shutdown (rolls back open transactions); SIGKILL as a last resort. Idempotent.
+
+        ``start()`` again brings it back on the same data dir and port: a database restart, as clients
+        see one. ``mode="smart"`` waits (up to STOP_TIMEOUT_S) for the open sessions to end, refusing
+        new connections meanwhile ("the database system is shutting down").
+        """
+        if mode not in ("fast", "smart"):
+            raise ValueError(f"unsupported shutdown mode {mode!r}")
         if not self._started:
             return
         self._started = False
         with contextlib.suppress(Exception):
             atexit.unregister(self.stop)
         try:
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(STOP_TIMEOUT_S),
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", str(STOP_TIMEOUT_S),
                       "stop", timeout=STOP_TIMEOUT_S + 10, check=False)
         except subprocess.TimeoutExpired:
             pass
