@@ -34,9 +34,9 @@ from pathlib import Path
 import docker
 
 from scripts.native import obtain
+from scripts.native.run import kill_group
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
-APT_PACKAGES = ("docker.io", "iptables", "mmdebstrap")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 
@@ -109,18 +109,18 @@ def why_no_private_engine() -> str | None:
     return None
 
 
+SYSTEM_DEPS = Path(__file__).resolve().parents[2] / "scripts" / "system_deps.sh"
+
+
 def ensure_packages(log: Path) -> None:
-    missing = [p for p, exe in (("docker.io", "dockerd"), ("iptables", "iptables"),
-                                ("mmdebstrap", "mmdebstrap")) if shutil.which(exe) is None]
-    if not missing:
+    """dockerd, iptables and mmdebstrap, from the one list of Debian packages the project needs
+    (scripts/system_deps.sh, which `make test` runs anyway): here for a bare `pytest`."""
+    if all(shutil.which(exe) for exe in ("dockerd", "iptables", "mmdebstrap")):
         return
     with open(log, "a") as out:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"],
-                    ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES]):
-            proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900)
-            if proc.returncode != 0:
-                raise EngineError(f"{' '.join(cmd)} failed ({proc.returncode}); see {log}")
+        proc = subprocess.run(["bash", str(SYSTEM_DEPS)], stdout=out, stderr=subprocess.STDOUT, timeout=900)
+    if proc.returncode != 0:
+        raise EngineError(f"{SYSTEM_DEPS.name} failed ({proc.returncode}); see {log}")
 
 
 # ---------------------------------------------------------------------------------- host state
@@ -245,23 +245,21 @@ class PrivateEngine:
             return []
         self.stopped = True
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
+            kill_group(self.proc.pid, STOP_TIMEOUT_S)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
-        _kill_leftover_shims(self.run_dir)
+        # containerd shims of our daemon outlive it; their command lines name our exec-root.
+        for pid in pids_whose_cmdline_has(str(self.run_dir), ("containerd", "dockerd")):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         problems = self.host_state.restore()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return problems
 
 
-def _kill_leftover_shims(run_dir: Path) -> None:
-    """containerd-shim processes of our daemon (their command lines name our exec-root)."""
-    marker = str(run_dir)
+def pids_whose_cmdline_has(marker: str, programs: tuple[str, ...] = ("",)) -> list[int]:
+    """Processes (not this one) whose command line names `marker` and one of `programs`."""
+    pids = []
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit():
             continue
@@ -269,9 +267,9 @@ def _kill_leftover_shims(run_dir: Path) -> None:
             cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in cmdline and ("containerd" in cmdline or "dockerd" in cmdline):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(proc_dir.name), signal.SIGKILL)
+        if marker in cmdline and any(p in cmdline for p in programs) and proc_dir.name != str(os.getpid()):
+            pids.append(int(proc_dir.name))
+    return pids
 
 
 def engine_root() -> Path:

@@ -175,35 +175,25 @@ def build_specs(model: ComposeModel, run_root: Path, only: list[str] | None = No
         tr = rendered.translator
         env = {**base_env(), **tr.env(svc.environment)}
         check = health.checks().get(name)
-        if stand_in is not None:
-            # The override's image stands in for the service: its binary, the override's command.
-            binary = str(native_binary(stand_in))
+        component = stand_in or BINARY_COMPONENTS.get(name)
+        if component is not None:
+            # The image's entrypoint -> the natively obtained binary; compose's (or, for a stand-in,
+            # the override's) command as is.
             specs[name] = NativeSpec(
                 name,
                 "daemon",
-                [binary, *tr.args(_strip_entrypoint(svc))],
+                [str(native_binary(component)), *tr.args(_strip_entrypoint(svc))],
                 env,
                 cwd=str(run_root),
-                check=health.stand_in_check(name, stand_in),
+                check=health.stand_in_check(name, stand_in) if stand_in else check,
                 rendered=rendered,
-                note=f"{stand_in} stands in for {name} ({svc.image})",
-                extra={"component": stand_in},
+                note=f"{stand_in} stands in for {name} ({svc.image})" if stand_in else "",
+                extra={"component": stand_in} if stand_in else {},
             )
         elif name == "postgres":
             specs[name] = _postgres_spec(svc, rendered, run_root, check)
         elif name == "opensearch":
             specs[name] = _opensearch_spec(svc, rendered, run_root, check)
-        elif name in BINARY_COMPONENTS:
-            binary = str(native_binary(BINARY_COMPONENTS[name]))
-            specs[name] = NativeSpec(
-                name,
-                "daemon",
-                [binary, *tr.args(_strip_entrypoint(svc))],
-                env,
-                cwd=str(run_root),
-                check=check,
-                rendered=rendered,
-            )
         elif _is_repo_image(model, svc):
             # The image is this repo + its Python deps; natively the same words run with the venv's
             # bin dir first on PATH, so `python`, `uvicorn`, `sh -c "python …"` stay byte-identical.

@@ -27,17 +27,19 @@ class Backends:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=15.0))
 
     # --- Prometheus -------------------------------------------------------------------------
-    def prom(self, query: str) -> list[dict[str, Any]]:
-        r = self.client.get(f"{self.prometheus}/api/v1/query", params={"query": query})
+    def prom(self, query: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query, evaluated now or at unix time `at`."""
+        params: dict[str, Any] = {"query": query} if at is None else {"query": query, "time": at}
+        r = self.client.get(f"{self.prometheus}/api/v1/query", params=params)
         r.raise_for_status()
         body = r.json()
         if body.get("status") != "success":
             raise RuntimeError(f"{query}: {body}")
         return list(body["data"]["result"])
 
-    def prom_value(self, query: str) -> float | None:
+    def prom_value(self, query: str, at: float | None = None) -> float | None:
         """The single scalar of an aggregate query; None when it has no series."""
-        result = self.prom(query)
+        result = self.prom(query, at)
         if not result:
             return None
         if len(result) != 1:

@@ -176,11 +176,7 @@ def test_down_then_up_keeps_every_piece_of_data(first_up: Compose, ctx: Ctx) -> 
     poll_until(lambda: b.trace(trace_id), f"trace {trace_id} after down/up", 90)
 
     def samples_kept() -> bool:
-        r = b.client.get(f"{b.prometheus}/api/v1/query",
-                         params={"query": f"sum(count_over_time({series}[1h]))", "time": at})
-        r.raise_for_status()
-        result = r.json()["data"]["result"]
-        value = float(result[0]["value"][1]) if result else 0.0
+        value = b.prom_value(f"sum(count_over_time({series}[1h]))", at=at) or 0.0
         assert value >= samples, f"{value} samples before the restart point < {samples}"
         return True
 

@@ -8,7 +8,6 @@ network up, then SIGTERMs it and compares the host before and after.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -78,12 +77,6 @@ def test_private_engine_restores_the_host_on_sigterm(tmp_path: Path) -> None:
     after = _host()
     assert after == before, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
     assert not Path(socket_dir).exists(), socket_dir
-    leftover = [p for p in os.listdir("/proc") if p.isdigit() and socket_dir in _cmdline(p)]
+    leftover = docker_engine.pids_whose_cmdline_has(socket_dir)
     assert not leftover, leftover
 
-
-def _cmdline(pid: str) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""

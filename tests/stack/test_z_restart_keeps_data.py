@@ -47,13 +47,7 @@ def test_restart_keeps_metrics_traces_and_logs(
 
     # --- after: the same data is still there ---------------------------------------------------
     def samples_kept() -> bool:
-        r = backends.client.get(
-            f"{backends.prometheus}/api/v1/query",
-            params={"query": f"sum(count_over_time({series}[1h]))", "time": at},
-        )
-        r.raise_for_status()
-        result = r.json()["data"]["result"]
-        value = float(result[0]["value"][1]) if result else 0.0
+        value = backends.prom_value(f"sum(count_over_time({series}[1h]))", at=at) or 0.0
         assert value >= before_samples, f"samples up to the restart: {value} < {before_samples} before"
         return True
 

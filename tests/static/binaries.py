@@ -58,3 +58,8 @@ def explain(proc: subprocess.CompletedProcess[str]) -> str:
         f"`{' '.join(proc.args)}` exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}"
         f"\n--- stderr\n{proc.stderr[-4000:]}"
     )
+
+
+def validate(tool: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """`<tool> validate --config=<config>`: the collector's and Jaeger v2's own strict config check."""
+    return run([binary(tool), "validate", f"--config={config}"], timeout=60)

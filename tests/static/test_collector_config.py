@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sample_service.telemetry import catalog
-from tests.static.binaries import REPO, binary, explain, run
+from tests.static.binaries import REPO, binary, explain, run, validate
 
 CONFIG = REPO / "collector" / "config.yaml"
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
@@ -33,7 +33,7 @@ def built_components() -> dict[str, set[str]]:
 
 
 def test_validate(tmp_path: Path) -> None:
-    proc = run([binary("otelcol-o11y"), "validate", f"--config={CONFIG}"], timeout=60)
+    proc = validate("otelcol-o11y", CONFIG)
     assert proc.returncode == 0, explain(proc)
 
 
@@ -41,7 +41,7 @@ def test_validate_can_fail(tmp_path: Path) -> None:
     """The validation above is real: the same binary rejects a pipeline naming a missing exporter."""
     bad = tmp_path / "config.yaml"
     bad.write_text(CONFIG.read_text().replace("exporters: [opensearch]", "exporters: [opensearch/missing]"))
-    proc = run([binary("otelcol-o11y"), "validate", f"--config={bad}"], timeout=60)
+    proc = validate("otelcol-o11y", bad)
     assert proc.returncode != 0, explain(proc)
 
 

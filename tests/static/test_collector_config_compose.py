@@ -26,6 +26,7 @@ import yaml
 
 from scripts.native import obtain
 from tests.static.binaries import REPO, binary, explain, run
+from tests.static.binaries import validate as validate_config
 from tests.static.otelcol import http_get, running_collector
 
 CONFIG = REPO / "collector" / "config.yaml"
@@ -129,7 +130,7 @@ def without_opensearch(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 def validate(cfg: dict[str, Any], tmp_path: Path, name: str = "config.yaml") -> Any:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return run([binary(CHECK_BINARY), "validate", f"--config={path}"], timeout=60)
+    return validate_config(CHECK_BINARY, path)
 
 
 def deprecation_lines(text: str) -> list[str]:

@@ -12,7 +12,7 @@ import yaml
 
 from scripts.native.obtain import read_env_pins
 from scripts.native.translate import CONTRACT_PORTS
-from tests.static.binaries import REPO, binary, explain, run
+from tests.static.binaries import REPO, binary, explain, run, validate
 
 CONFIG = REPO / "stack" / "jaeger" / "config.yaml"
 OVERRIDE = REPO / "tests" / "compose" / "jaeger-for-tempo.yaml"
@@ -49,7 +49,7 @@ def test_jaeger_version_is_the_pin() -> None:
 
 
 def test_config_validates_with_the_real_binary() -> None:
-    proc = run([binary("jaeger"), "validate", f"--config={CONFIG}"], timeout=60)
+    proc = validate("jaeger", CONFIG)
     assert proc.returncode == 0, explain(proc)
 
 
@@ -57,7 +57,7 @@ def test_validate_rejects_a_broken_config(tmp_path: Path) -> None:
     """The check above can fail: a typo in a key is refused by the same binary."""
     bad = tmp_path / "config.yaml"
     bad.write_text(CONFIG.read_text().replace("ephemeral: false", "ephemerall: false"))
-    proc = run([binary("jaeger"), "validate", f"--config={bad}"], timeout=60)
+    proc = validate("jaeger", bad)
     assert proc.returncode != 0, explain(proc)
 
 
