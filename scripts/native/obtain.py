@@ -55,6 +55,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from scripts.native import go_patches
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDER_CONFIG = Path("collector") / "builder-config.yaml"
@@ -175,8 +176,11 @@ def file_hash(path: Path | str, length: int = 12) -> str:
 
 
 def collector_cache_key(config_path: Path | str) -> str:
-    """Short content hash of the builder manifest: part of the collector's cache dir name."""
-    return file_hash(config_path)
+    """Short content hash of the builder manifest and the patches it applies (go_patches.py):
+    part of the collector's cache dir name."""
+    config_path = Path(config_path)
+    content = config_path.read_bytes() + go_patches.patch_bytes(config_path)
+    return hashlib.sha256(content).hexdigest()[:12]
 
 
 def builder_config_version(config_path: Path | str) -> str:
@@ -546,6 +550,12 @@ def _build_collector(
             raise ObtainError(f"{manifest}: no dist.output_path line to point at the cache")
         resolved = tmp / "builder-config.yaml"
         resolved.write_text(text)
+        go_patches.make_patched_copies(
+            manifest,
+            out_dir,
+            lambda module, version: Path(go_mod_download(module, version, log=log, cwd=tmp)["Dir"]),
+            log,
+        )
         _run(
             [str(gobin / "builder"), f"--config={resolved}", f"--ldflags={GO_LDFLAGS_STRIP}", "--verbose"],
             log=log,
@@ -557,7 +567,7 @@ def _build_collector(
         os.replace(out_dir / name, tmp / name)
         return (
             {name: name, "builder": "bin/builder"},
-            {"builder_config_sha256": file_hash(manifest, 64)},
+            {"builder_config_sha256": file_hash(manifest, 64), "cache_key": collector_cache_key(manifest)},
             None,
         )
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.native import obtain
+from scripts.native import go_patches, obtain
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIG = REPO_ROOT / "collector" / "builder-config.yaml"
@@ -92,7 +92,7 @@ def test_builder_config_version_equals_pin(pins: dict[str, str]) -> None:
     """The native manifest is at OTELCOL_NATIVE_VERSION (not the compose pin OTELCOL_VERSION)."""
     version = pins["OTELCOL_NATIVE_VERSION"]
     assert obtain.builder_config_version(CONFIG) == version
-    assert len(obtain.builder_config_modules(CONFIG)) >= 13
+    assert len(obtain.builder_config_modules(CONFIG)) >= 12
     assert _check_manifest_versions(CONFIG, version, VERSION_EXCEPTIONS) == []
 
 
@@ -109,7 +109,6 @@ def test_compose_check_manifest_is_at_the_compose_pin(pins: dict[str, str]) -> N
 NEEDED_MODULES = (
     "receiver/otlpreceiver",
     "processor/memorylimiterprocessor",
-    "processor/batchprocessor",
     "exporter/otlpexporter",
     "exporter/debugexporter",
     "exporter/prometheusexporter",
@@ -145,6 +144,7 @@ def test_collector_cache_key_changes_with_builder_config(
     (tmp_path / "collector").mkdir()
     cfg = tmp_path / "collector" / "builder-config.yaml"
     shutil.copyfile(CONFIG, cfg)
+    shutil.copytree(CONFIG.parent / "patches", tmp_path / "collector" / "patches")
     key1 = obtain.collector_cache_key(cfg)
     dir1 = obtain.component_dir("otelcol", pins, tmp_path)
     assert dir1 == tmp_path / "cache" / f"otelcol-{pins['OTELCOL_NATIVE_VERSION']}-{key1}"
@@ -153,6 +153,22 @@ def test_collector_cache_key_changes_with_builder_config(
     key2 = obtain.collector_cache_key(cfg)
     assert key2 != key1
     assert obtain.component_dir("otelcol", pins, tmp_path) != dir1
+    # a changed patch is a different binary: the key follows the patch files too
+    patch = tmp_path / "collector" / "patches" / "opensearchexporter.patch"
+    patch.write_text(patch.read_text() + "\n")
+    assert obtain.collector_cache_key(cfg) not in (key1, key2)
+    patch.unlink()
+    with pytest.raises(FileNotFoundError, match="opensearchexporter.patch"):
+        obtain.collector_cache_key(cfg)
+
+
+def test_the_opensearch_exporter_is_built_from_its_release_plus_our_patch() -> None:
+    [pm] = go_patches.patched_modules(CONFIG)
+    modules = obtain.builder_config_modules(CONFIG)
+    assert pm.module.endswith("exporter/opensearchexporter") and modules[pm.module] == pm.version
+    assert pm.patch == CONFIG.parent / "patches" / "opensearchexporter.patch"
+    assert "#49208" in pm.patch.read_text()  # the upstream issue it works around, named
+    assert go_patches.patched_modules(COMPOSE_CHECK) == []  # the check build has no such exporter
 
 
 def test_cache_dirs_are_keyed_by_version(
