@@ -225,6 +225,7 @@ class PrivateEngine:
             if self.proc.poll() is not None:
                 raise EngineError(f"dockerd exited ({self.proc.returncode}): {self._tail()}")
             if self.socket.exists() and _pings(host):
+                close_direct_routing()
                 env = {"DOCKER_HOST": host,
                        "DOCKER_CONFIG": str(compose_config_dir(self.run_dir / "config"))}
                 return Engine(env, f"private dockerd at {host} (images in {self.root / 'data'})",
@@ -255,6 +256,27 @@ class PrivateEngine:
         problems = self.host_state.restore()
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return problems
+
+
+# Debian's docker.io (20.10) predates Engine 28.0.0, which stopped hosts on the same link from
+# reaching a container's published port directly at its bridge address (moby/moby#49325), around
+# the 127.0.0.x binding (docs/security.md). While our daemon runs, DOCKER-USER (the chain dockerd
+# leaves to its admin, evaluated first in FORWARD) lets only the bridges themselves and replies to
+# containers' own connections (builds reach PyPI) be forwarded to them. HostState.restore() removes
+# it with everything else dockerd added.
+DIRECT_ROUTING_RULES = (
+    ["-i", "docker0", "-j", "RETURN"],
+    ["-i", "br-+", "-j", "RETURN"],
+    ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"],
+    ["-j", "DROP"],
+)
+
+
+def close_direct_routing() -> None:
+    subprocess.run(["iptables", "-N", "DOCKER-USER"], capture_output=True)  # exists when dockerd made it
+    subprocess.run(["iptables", "-F", "DOCKER-USER"], capture_output=True, check=True)
+    for rule in DIRECT_ROUTING_RULES:
+        subprocess.run(["iptables", "-A", "DOCKER-USER", *rule], capture_output=True, check=True)
 
 
 def pids_whose_cmdline_has(marker: str, programs: tuple[str, ...] = ("",)) -> list[int]:

@@ -178,3 +178,59 @@ def compose_for(engine: Engine, busybox_ref: str) -> tuple[Compose, str]:
     if reason is None:
         return Compose(engine, files=(REPO / "compose.yaml", JAEGER_FOR_TEMPO), absent={}), "pulled"
     return Compose(engine), f"built locally (no registry: {reason})"
+
+
+# --------------------------------------------------------------------------------- security
+@dataclass(frozen=True)
+class Hardening:
+    """What each container must look like under the engine (docs/security.md has the same table)."""
+
+    uid: int
+    read_only: bool
+    tmpfs: frozenset[str] = frozenset()
+    why: str = ""
+
+
+_PY = Hardening(10001, True, frozenset({"/tmp"}), "image USER 10001; /tmp for tempfile")
+HARDENING = {
+    "postgres": Hardening(999, True, frozenset({"/var/run/postgresql", "/tmp"}),
+                          "compose `user: postgres` (the image starts as root); socket dir + /tmp"),
+    "migrate": _PY, "opensearch-setup": _PY, "partner-api": _PY, "sample-service": _PY,
+    "otel-collector": Hardening(10001, True, why="image USER 10001; writes only its queue volume"),
+    "prometheus": Hardening(65534, True, why="image USER nobody; writes only its TSDB volume"),
+    # here Jaeger (USER 10001) stands in: Tempo's own read-only root is not proven, so not set
+    "tempo": Hardening(10001, False, why="image USER 10001; writable root: unproven for Tempo"),
+    "opensearch": Hardening(1000, False, why="image USER 1000; writable root: keystore, gc log, tmp"),
+    "grafana": Hardening(472, False, why="image USER 472; writable root: unproven, undocumented"),
+}
+
+
+def container_pids(container: Any) -> list[int]:
+    """Host pids of every process in the container (the engine's `top`)."""
+    top = container.top()
+    col = top["Titles"].index("PID")
+    return [int(p[col]) for p in top["Processes"]]
+
+
+def scan_image(client: Any, ref: str, needles: Mapping[str, bytes]) -> tuple[list[str], int]:
+    """Where any needle occurs in an image: its history, its config, or any byte of its layers
+    (`docker save`: uncompressed tar, so a file's content is contiguous). Returns (findings, bytes)."""
+    image = client.images.get(ref)
+    found: list[str] = []
+    history = json.dumps(image.history()).encode()
+    config = json.dumps(image.attrs.get("Config") or {}).encode()
+    for name, value in needles.items():
+        if value in history:
+            found.append(f"{ref}: {name} in the image history")
+        if value in config:
+            found.append(f"{ref}: {name} in the image config (Env/Cmd/Labels)")
+    keep = max(len(v) for v in needles.values()) - 1
+    tail, total = b"", 0
+    for chunk in image.save(named=False):
+        total += len(chunk)
+        window = tail + chunk
+        for name, value in needles.items():
+            if value in window and f"{ref}: {name} in a layer" not in found:
+                found.append(f"{ref}: {name} in a layer")
+        tail = window[-keep:]
+    return found, total

@@ -7,8 +7,9 @@ only where neither is possible, printing why. Third-party images are built local
 only as tests/stack/compose_e2e.py says.
 
 The tests run in file order and share one compose project: first `up` from a clean engine, what the
-stack proves while up, `down`/`up` keeping data, an `.env` credential edit, `up` without builds,
-and a backend that fails to start.
+stack proves while up (loopback-only ports, container hardening, Prometheus refusing its admin and
+lifecycle APIs, no .env secret in any image: docs/security.md), `down`/`up` keeping data, an `.env`
+credential edit, `up` without builds, and a backend that fails to start.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,12 +26,26 @@ import pytest
 
 from sample_service.telemetry import catalog
 from scripts.engine import docker_engine, local_images
+from scripts.native import compose_model
 from scripts.native.obtain import read_env_pins
-from tests.stack.compose_e2e import BIND, REPO, Compose, backends_at, compose_for
+from scripts.native.run import listening_sockets, non_loopback
+from tests.stack.compose_e2e import (
+    BIND,
+    HARDENING,
+    PROJECT_BUILT,
+    REPO,
+    Compose,
+    backends_at,
+    compose_for,
+    container_pids,
+    scan_image,
+)
 from tests.stack.conftest import FIGURES, poll_until
 from tests.stack.doctor_check import assert_every_panel_has_data
 from tests.stack.matrix import MATRIX, SERVICE, Ctx, Row, traces_with_partner_hop
+from tests.stack.security import path_in_container, process_facts, prometheus_write_apis_refused
 from tests.stack.traffic import Driver, SteadyLoad
+from tests.static.test_security import secret_values
 
 pytestmark = [pytest.mark.docker, pytest.mark.stack]
 FAULTS = REPO / "tests" / "compose" / "faults"
@@ -125,6 +141,116 @@ def test_published_ports_are_loopback_only(first_up: Compose) -> None:
                     assert b["HostIp"] == BIND, (c.name, port, b)
     finally:
         client.close()
+
+
+def test_every_compose_port_published_on_bind_address_only(first_up: Compose) -> None:
+    """Coverage for the check above: every port compose.yaml publishes is published, on BIND only,
+    and the host-side listeners (docker-proxy) listen on loopback only."""
+    model = compose_model.load(REPO, prefer_binary=False)
+    want = {(name, p.published) for name, svc in model.services.items() for p in svc.ports
+            if name in first_up.services and name not in ("migrate", "opensearch-setup")}
+    client = first_up.engine.client()
+    got: set[tuple[str, int]] = set()
+    try:
+        for c in client.containers.list(filters=first_up.label):
+            for port, bindings in (c.attrs["NetworkSettings"]["Ports"] or {}).items():
+                for b in bindings or []:
+                    assert b["HostIp"] == BIND, (c.name, port, b)
+                    got.add((c.labels["com.docker.compose.service"], int(b["HostPort"])))
+    finally:
+        client.close()
+    assert got == want, f"published {sorted(got)} != compose.yaml's {sorted(want)}"
+    proxies = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+               and _comm(d) == "docker-proxy"]
+    addrs = sorted({a for pid in proxies for a in listening_sockets(pid)})
+    FIG["docker_proxy_listening"] = addrs
+    assert {int(a.rsplit(":", 1)[1]) for a in addrs} == {port for _, port in want}, addrs
+    assert not non_loopback(addrs), f"docker-proxy listens beyond loopback: {addrs}"
+
+
+def _comm(d: Path) -> str:
+    try:
+        return (d / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_containers_run_non_root_without_capabilities_read_only(first_up: Compose) -> None:
+    """Every container against HARDENING: the engine's view (HostConfig) and the kernel's (the
+    host's /proc of every process in it: uids, capabilities, no_new_privs, root mount)."""
+    client = first_up.engine.client()
+    table: dict[str, dict[str, Any]] = {}
+    try:
+        containers = client.containers.list(all=True, filters=first_up.label)
+        assert {c.labels["com.docker.compose.service"] for c in containers} == set(first_up.services)
+        for c in containers:
+            name = c.labels["com.docker.compose.service"]
+            want, hc = HARDENING[name], c.attrs["HostConfig"]
+            assert hc["CapDrop"] == ["ALL"] and not hc.get("CapAdd"), (name, hc["CapDrop"], hc.get("CapAdd"))
+            assert "no-new-privileges:true" in (hc.get("SecurityOpt") or []), (name, hc.get("SecurityOpt"))
+            assert not hc["Privileged"], name
+            assert hc["ReadonlyRootfs"] is want.read_only, (name, hc["ReadonlyRootfs"], want)
+            assert set(hc.get("Tmpfs") or {}) == want.tmpfs, (name, hc.get("Tmpfs"), want)
+            user = c.attrs["Config"]["User"]
+            assert user and user.split(":")[0] not in ("root", "0"), (name, user)
+            row: dict[str, Any] = {"user": user, "cap_drop": hc["CapDrop"], "read_only": hc["ReadonlyRootfs"],
+                                   "tmpfs": sorted(hc.get("Tmpfs") or {}), "why": want.why}
+            if c.status != "running":  # the one-shots: exit 0 under these settings is the proof
+                assert c.attrs["State"]["ExitCode"] == 0, (name, c.attrs["State"])
+                table[name] = row
+                continue
+            pids = container_pids(c)
+            main = c.attrs["State"]["Pid"]
+            assert main in pids, (name, main, pids)
+            for pid in pids:
+                try:
+                    f = process_facts(pid)
+                except FileNotFoundError:  # e.g. a healthcheck's exec that ended since `top`
+                    assert pid != main, (name, pid)
+                    continue
+                assert set(f.uids) == {want.uid}, (name, pid, f.uids, want)
+                assert f.cap_eff == f.cap_prm == f.cap_bnd == 0, (name, pid, f)
+                assert f.no_new_privs and f.seccomp == 2, (name, pid, f)
+                assert f.root_read_only is want.read_only, (name, pid, f.mounts["/"])
+                for path in want.tmpfs:
+                    at = path_in_container(pid, path)
+                    assert f.mounts.get(at, ("",))[0] == "tmpfs", (name, path, at, f.mounts.get(at))
+            f = process_facts(main)
+            table[name] = {**row, "uid": f.uids[0], "gid": f.gids[0], "processes": len(pids),
+                           "CapEff": f.cap_eff, "CapBnd": f.cap_bnd, "NoNewPrivs": f.no_new_privs,
+                           "root_mount": f.mounts["/"][1].split(",")[0]}
+    finally:
+        client.close()
+    FIG["hardening"] = table
+    print("\n" + "\n".join(f"  {n}: {r}" for n, r in sorted(table.items())))
+
+
+def test_prometheus_admin_and_lifecycle_apis_refused_under_compose(first_up: Compose) -> None:
+    FIG["prometheus_refusals"] = prometheus_write_apis_refused(backends_at().prometheus)
+
+
+def test_no_env_secret_in_any_image_layer_history_or_config(first_up: Compose) -> None:
+    """.env's secret values appear in no image the stack runs or compose builds: not in a layer
+    (`docker save`), not in the history (build args, RUN lines), not in the config (ENV, labels)."""
+    values = secret_values(read_env_pins(REPO))
+    needles = {k: v.encode() for k, v in values.items()}
+    client = first_up.engine.client()
+    findings: list[str] = []
+    scanned: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        refs = {c.attrs["Config"]["Image"] for c in client.containers.list(all=True, filters=first_up.label)}
+        refs |= {tag for image in client.images.list() for tag in image.tags
+                 if tag.rsplit(":", 1)[0] in PROJECT_BUILT}
+        for ref in sorted(refs):
+            found, size = scan_image(client, ref, needles)
+            findings += found
+            scanned[ref] = round(size / 2**20, 1)
+    finally:
+        client.close()
+    FIG["secret_scan"] = {"images_mib": scanned, "seconds": round(time.monotonic() - t0, 1)}
+    assert len(scanned) >= 6, scanned
+    assert not findings, findings
 
 
 @pytest.mark.parametrize("row", MATRIX, ids=str)

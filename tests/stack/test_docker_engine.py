@@ -67,6 +67,12 @@ def test_private_engine_restores_the_host_on_sigterm(tmp_path: Path) -> None:
         during = _host()
         # The comparison below can fail: the running engine did change the host.
         assert during["links"] != before["links"] and during["iptables"] != before["iptables"], during
+        # Neighbours cannot route to the containers around the loopback binding (docs/security.md).
+        user_chain = subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True).stdout
+        rules = user_chain.splitlines()
+        assert "-A DOCKER-USER -j DROP" in rules, user_chain
+        drop = rules.index("-A DOCKER-USER -j DROP")  # dockerd may append its own RETURN after it
+        assert "-A DOCKER-USER -i br-+ -j RETURN" in rules[:drop], user_chain
         socket_dir = lines[0].split("unix://", 1)[1].split("/docker.sock", 1)[0]
     finally:
         proc.send_signal(signal.SIGTERM)

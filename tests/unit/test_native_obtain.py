@@ -158,7 +158,7 @@ def test_collector_cache_key_changes_with_builder_config(
     patch.write_text(patch.read_text() + "\n")
     assert obtain.collector_cache_key(cfg) not in (key1, key2)
     patch.unlink()
-    with pytest.raises(FileNotFoundError, match="opensearchexporter.patch"):
+    with pytest.raises(FileNotFoundError, match=r"opensearchexporter\.patch"):
         obtain.collector_cache_key(cfg)
 
 
