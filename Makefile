@@ -10,7 +10,8 @@ export OTEL_SEMCONV_STABILITY_OPT_IN ?= http
 PYTEST_ARGS ?=
 
 .PHONY: help venv system-deps native-deps test test-unit test-service test-stack run partner \
-        stack-native dashboards dashboards-check dashboards-push doctor bench bench-quick lint clean
+        stack-native dashboards dashboards-check dashboards-push doctor bench bench-quick faults capacity capacity-quick percentiles \
+        percentiles-quick lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -67,6 +68,21 @@ bench: venv system-deps ## interleaved A/B overhead benchmark (see docs/performa
 
 bench-quick: venv system-deps ## the benchmark harness in its quick mode
 	$(PY) -m benchmarks.run --quick
+
+faults: venv system-deps native-deps ## fault tests at full length: 120 s outages under load (make test runs 20 s)
+	FAULT_OUTAGE_S=120 $(PY) -m pytest tests/stack/test_zz_faults.py -p no:cacheprovider --timeout 1200
+
+capacity: venv system-deps native-deps ## pipeline capacity: spans/s and log records/s held with 0 drops
+	$(PY) -m benchmarks.pipeline_capacity
+
+capacity-quick: venv system-deps native-deps ## the same, 2 rates x 8 s per signal
+	$(PY) -m benchmarks.pipeline_capacity --quick
+
+percentiles: venv system-deps native-deps ## percentile accuracy of every latency panel vs exact, before/after HEAD
+	$(PY) -m benchmarks.percentile_accuracy --before-ref HEAD
+
+percentiles-quick: venv system-deps native-deps ## the same, quick mode
+	$(PY) -m benchmarks.percentile_accuracy --quick
 
 lint: venv
 	$(VENV)/bin/ruff check .

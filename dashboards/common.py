@@ -140,6 +140,10 @@ def informational() -> db.ThresholdsConfig:
 # --- PromQL helpers --------------------------------------------------------------------------------
 RATE_WINDOW = "$__rate_interval"
 RANGE_WINDOW = "$__range"
+# Samples counted per this window by the scrape-gap panel: fixed (not $__interval), so the healthy
+# level is a constant (60 s / stack/prometheus scrape_interval 10 s = 6) whatever the zoom.
+SCRAPE_COUNT_WINDOW = "1m"
+SCRAPE_INTERVAL_S = 10
 
 
 def _matcher(key: str, value: str) -> str:
@@ -192,6 +196,35 @@ def sum_increase(
     return f"sum{_by(by)} (increase({selector(series, matchers)}[{window}]))"
 
 
+# Percentile accuracy, measured by `python -m benchmarks.percentile_accuracy --before-ref <commit>` on
+# the native stack (issue 14): worst |relative error| of p50/p90/p95/p99 against the exact quantile of
+# the service's own access records (the same requests the histogram counted), over three latency
+# shapes — a narrow band between classic bucket bounds, a bimodal mix, a long tail — at the
+# dashboards' default range. Update from the harness's summary tables.
+NATIVE_PERCENTILE_ERROR_PCT = 1.3  # native histogram (schema 5), every dashboard panel
+NATIVE_PERCENTILE_BOUND_PCT = 2.2  # by construction: one schema-5 bucket is 2^(1/32) - 1 wide
+CLASSIC_PERCENTILE_ERROR_PCT = 52.0  # classic buckets, linear interpolation (request latency)
+SPAN_PERCENTILE_ERROR_PCT = 56.0  # the collector's span metrics (classic buckets)
+
+
+def percentile_accuracy_note(native: bool = True) -> str:
+    """The sentence every percentile panel's description ends with: how far off it can be."""
+    if native:
+        return (
+            " Percentiles come from the native (exponential) histogram: measured within "
+            f"{NATIVE_PERCENTILE_ERROR_PCT:g} % of the exact value for a narrow band, a bimodal mix and a "
+            f"long tail (bound {NATIVE_PERCENTILE_BOUND_PCT:g} %; benchmarks/percentile_accuracy.py). A "
+            "service exposing classic buckets only falls back to them: linear interpolation inside a "
+            f"bucket, measured up to {CLASSIC_PERCENTILE_ERROR_PCT:g} % off."
+        )
+    return (
+        " Span metrics have classic buckets only (the collector's Prometheus exporter here cannot serve "
+        "native histograms): linear interpolation inside a bucket, measured up to "
+        f"{SPAN_PERCENTILE_ERROR_PCT:g} % off when latencies sit between two bounds "
+        "(benchmarks/percentile_accuracy.py). The native form takes over once they are native."
+    )
+
+
 def quantile_by(
     metric: Metric,
     q: float,
@@ -199,10 +232,22 @@ def quantile_by(
     matchers: dict[str, str] | None = None,
     window: str = RATE_WINDOW,
 ) -> str:
-    """``histogram_quantile(q, sum by (le, <by>) (rate(<metric>_bucket{...}[window])))``."""
+    """The native histogram's quantile, the classic buckets' where a series has no native one:
+
+    ``histogram_quantile(q, sum by (<by>) (rate(<metric>{...}[window])))``
+    ``or histogram_quantile(q, sum by (le, <by>) (rate(<metric>_bucket{...}[window])))``
+
+    Native (exponential, schema 5) buckets bound the error of any estimated quantile by 2.2 %, whatever
+    the latency shape; classic buckets interpolate linearly inside a bucket and can be tens of percent
+    off (issue 14, measured by ``python -m benchmarks.percentile_accuracy``). ``or`` keeps the panels
+    working for a service (or a collector's exporter) that exposes classic buckets only: each result
+    series (same labels on both sides) comes from the native side when it exists.
+    """
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q}")
-    return f"histogram_quantile({q:g}, {sum_rate(metric.series, matchers, ('le', *by), window)})"
+    native = f"histogram_quantile({q:g}, {sum_rate(metric.prom, matchers, by, window)})"
+    classic = f"histogram_quantile({q:g}, {sum_rate(metric.series, matchers, ('le', *by), window)})"
+    return f"{native}\nor\n{classic}"
 
 
 def ratio(numerator: str, denominator: str) -> str:

@@ -11,7 +11,7 @@ from dashboards.panels import logs as p
 SPEC = c.DashboardSpec(
     uid="o11y-logs",
     title="Logs",
-    description="Access-log percentiles (exact) vs histogram ones (interpolated), errors, trace search.",
+    description="Access-log percentiles (exact) vs histogram ones, errors, trace search.",
     tags=("logs", "opensearch"),
 )
 

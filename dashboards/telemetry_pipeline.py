@@ -39,5 +39,5 @@ def build() -> dm.Dashboard:
             p.collector_queue_timeseries(),
         ],
     )
-    d = c.add_row(d, "Backends", [p.tempo_service_graph_timeseries()])
+    d = c.add_row(d, "Backends", [p.tempo_service_graph_timeseries(), p.scrape_gaps_timeseries()])
     return c.finalize(d.build())

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json_stdout: bool = True
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # Native (exponential, schema 4) histograms beside the classic buckets on every latency histogram,
+    # served in the protobuf exposition Prometheus asks for (issue 14, docs/architecture.md).
+    native_histograms: bool = True
     # --- runtime (sample_service/telemetry/gc_tuning.py) ----------------------------------
     gc_freeze: bool = True  # gc.freeze() once start-up is done
     # 0 keeps CPython's default (700). A raised threshold (10 000) bought ~10 % throughput but let RSS

@@ -100,7 +100,8 @@ def pool_wait_time_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Connection wait time p50 / p99",
         "Time to check a connection out of the pool. A p99 in milliseconds or more means requests queue "
-        "for connections: the pool is too small or connections are held too long (see hold time).",
+        "for connections: the pool is too small or connections are held too long (see hold time)."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.steps(c.GREEN, (0.01, c.YELLOW), (0.1, c.RED)),
         [
@@ -117,7 +118,8 @@ def pool_use_time_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Connection hold time p50 / p99",
         "Time between checkout and return of a connection. Long holds (slow transactions, awaiting the "
-        "partner while holding a connection) starve the pool even at low request rates.",
+        "partner while holding a connection) starve the pool even at low request rates."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         [
@@ -150,7 +152,8 @@ def query_latency_by_operation_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Statement latency p99 by operation",
         "99th percentile duration of database statements per operation (SELECT, INSERT, …). Missing "
-        "indexes and offset pagination show up here; N+1 shows up as rate, not latency.",
+        "indexes and offset pagination show up here; N+1 shows up as rate, not latency."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.steps(c.GREEN, (0.05, c.YELLOW), (0.25, c.RED)),
         [

@@ -33,7 +33,8 @@ def span_latency_percentile_timeseries(q: float) -> ts.Panel:
     return c.timeseries_panel(
         f"Span latency {pct} by span name",
         f"{pct} duration of each span name (function, DB statement, outgoing call) from the collector's "
-        "spanmetrics connector. Exemplars (dots) open a trace with that span.",
+        "spanmetrics connector. Exemplars (dots) open a trace with that span."
+        + c.percentile_accuracy_note(native=False),
         c.SECONDS,
         c.latency_thresholds(),
         [c.prom_target(c.quantile_by(SPAN_DURATION, q, _BY, _SPANS), c.legend(L.SPAN_NAME), exemplar=True)],
@@ -113,8 +114,8 @@ def rules_evaluation_latency_timeseries() -> ts.Panel:
     by = (L.SEGMENT,)
     return c.timeseries_panel(
         "Rule evaluation p50 / p99 by segment",
-        "Time to evaluate one request's rule set, from the service's own histogram (exact buckets for "
-        "the sub-millisecond range, unlike span metrics).",
+        "Time to evaluate one request's rule set, from the service's own histogram (native buckets "
+        "down to the microsecond range, unlike span metrics)." + c.percentile_accuracy_note(),
         c.SECONDS,
         c.steps(c.GREEN, (0.005, c.YELLOW), (0.05, c.RED)),
         [

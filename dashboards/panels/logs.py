@@ -52,9 +52,9 @@ def log_latency_percentiles_timeseries() -> ts.Panel:
 
 def histogram_latency_percentiles_timeseries() -> ts.Panel:
     return c.timeseries_panel(
-        "Latency p90 / p95 / p99 from the histogram (interpolated)",
-        "The same percentiles from the Prometheus histogram, linearly interpolated inside the bucket "
-        "that holds each rank. Differences to the exact panel are the buckets' resolution.",
+        "Latency p90 / p95 / p99 from the histogram",
+        "The same percentiles from the Prometheus histogram. Differences to the exact panel are the "
+        "buckets' resolution (and log records still in flight)." + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         [
@@ -68,9 +68,11 @@ def histogram_latency_percentiles_timeseries() -> ts.Panel:
 
 def p99_exact_vs_interpolated_timeseries() -> ts.Panel:
     return c.timeseries_panel(
-        "p99: access logs (exact) vs histogram (interpolated)",
-        "Both p99 lines on one graph. A steady gap means a bucket boundary sits far from the real p99: "
-        "add boundaries near the latency objective.",
+        "p99: access logs (exact) vs histogram",
+        "Both p99 lines on one graph. With native histograms they agree within the bound below; a "
+        "steady gap means the service exposes classic buckets only and a bucket boundary sits far from "
+        "the real p99 (expose native histograms, or add boundaries near the objective)."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         [
@@ -79,7 +81,7 @@ def p99_exact_vs_interpolated_timeseries() -> ts.Panel:
             .percentiles(LogField.DURATION_S, [99.0])
             .date_histogram(LogField.TIMESTAMP),
             c.prom_target(
-                c.quantile_by(HTTP_SERVER_DURATION, 0.99, (), c.job_matchers()), "p99 interpolated", "B"
+                c.quantile_by(HTTP_SERVER_DURATION, 0.99, (), c.job_matchers()), "p99 histogram", "B"
             ),
         ],
         datasource=c.MIXED,

@@ -14,6 +14,7 @@ from dashboards.opensearch_query import OpenSearchQueryBuilder
 from sample_service.telemetry.catalog import (
     COLLECTOR_QUEUE_CAPACITY,
     COLLECTOR_QUEUE_SIZE,
+    DB_CONN_MAX,
     HTTP_SERVER_DURATION,
     SDK_EXPORT_DURATION,
     SDK_LOG_PROCESSED,
@@ -215,6 +216,28 @@ def collector_queue_timeseries() -> ts.Panel:
             c.prom_target(f"sum without ({L.INSTANCE}) ({COLLECTOR_QUEUE_SIZE})", "", "A"),
             c.prom_target(f"sum without ({L.INSTANCE}) ({COLLECTOR_QUEUE_CAPACITY})", "", "B"),
         ],
+    )
+
+
+# --- Prometheus itself -----------------------------------------------------------------------------
+SCRAPE_GAPS_TITLE = "Scrapes per minute (gaps: Prometheus or the service down)"
+
+
+def scrape_gaps_timeseries() -> ts.Panel:
+    """Samples of one always-present service gauge per minute: a scrape gap, whoever caused it."""
+    per_minute = round(60 / c.SCRAPE_INTERVAL_S)
+    samples = f"count_over_time({c.selector(DB_CONN_MAX.series, _ALL)}[{c.SCRAPE_COUNT_WINDOW}])"
+    return c.timeseries_panel(
+        SCRAPE_GAPS_TITLE,
+        f"Samples Prometheus stored per {c.SCRAPE_COUNT_WINDOW} of a gauge the service always exposes "
+        f"(one sample per successful scrape): {per_minute} at the {c.SCRAPE_INTERVAL_S}s scrape "
+        "interval. A dip, or a hole in the line, is a scrape gap: Prometheus was down or restarting (no "
+        "alert can fire for that, the rule evaluator was down too) or the service did not answer "
+        "(then ScrapeTargetDown fires). Rates and alerts over the gap saw no data.",
+        c.COUNT,
+        c.steps(c.RED, (per_minute - 1, c.YELLOW), (per_minute, c.GREEN)),
+        [c.prom_target(f"max by ({L.JOB}) ({samples})", c.legend(L.JOB), "A")],
+        width=8,
     )
 
 

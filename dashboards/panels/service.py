@@ -86,8 +86,9 @@ def p99_latency_stat() -> stat.Panel:
         stat.Panel()
         .title("p99 latency")
         .description(
-            "99th percentile request duration over all routes, interpolated from histogram buckets. "
+            "99th percentile request duration over all routes. "
             f"Yellow from half the {c.LATENCY_SLO_S * 1000:g} ms objective, red at it."
+            + c.percentile_accuracy_note()
         )
         .unit(c.SECONDS)
         .datasource(c.PROMETHEUS)
@@ -167,9 +168,9 @@ def latency_percentiles_timeseries() -> ts.Panel:
     ]
     return c.timeseries_panel(
         "Latency p50 / p90 / p95 / p99 (all routes)",
-        "Request duration percentiles over all routes, interpolated from the histogram buckets. Dots are "
-        "exemplars: click one to open that request's trace in Tempo. Dashed lines: half the objective "
-        "and the objective.",
+        "Request duration percentiles over all routes. Dots are exemplars: click one to open that "
+        "request's trace in Tempo. Dashed lines: half the objective and the objective."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         targets,
@@ -181,7 +182,7 @@ def route_latency_percentile_timeseries(q: float) -> ts.Panel:
     return c.timeseries_panel(
         f"Latency {_pct(q)} by route",
         f"{_pct(q)} request duration per route, with exemplars (dots) linking to traces in Tempo. "
-        "Compare with the all-routes panel to see which route moves the tail.",
+        "Compare with the all-routes panel to see which route moves the tail." + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         [
@@ -237,7 +238,8 @@ def partner_latency_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Partner API latency p50 / p99",
         "Duration of outgoing HTTP calls (the partner hop) per server address. When the service's p99 "
-        "follows this line, the tail comes from the dependency, not from our code.",
+        "follows this line, the tail comes from the dependency, not from our code."
+        + c.percentile_accuracy_note(),
         c.SECONDS,
         c.latency_thresholds(),
         [
@@ -283,6 +285,7 @@ def slowest_routes_table() -> table.Panel:
         .description(
             "Per route over the selected time range: p50/p90/p95/p99 duration and request rate, sorted by "
             "p99. Percentile cells turn yellow/red against the latency objective."
+            + c.percentile_accuracy_note()
         )
         .unit(c.SECONDS)
         .datasource(c.PROMETHEUS)

@@ -28,6 +28,12 @@ from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetr
 from sample_service.telemetry.drop_counts import defer_drop_counts
 from sample_service.telemetry.logs import LogPipeline
 from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics
+from sample_service.telemetry.native_histograms import (
+    PROTOBUF_CONTENT_TYPE,
+    NativeIndex,
+    accepts_protobuf,
+    encode_protobuf,
+)
 from sample_service.telemetry.sdk_metrics import SdkSelfMetrics
 from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer
 
@@ -151,7 +157,12 @@ class Telemetry:
 
     # --- metrics endpoint -------------------------------------------------------------------
     def metrics_response(self, accept_header: str | None) -> tuple[bytes, str]:
-        """The /metrics body and content type: OpenMetrics (with exemplars) when the scraper asks."""
+        """The /metrics body and content type: the protobuf format with native histograms when the
+        scraper asks for it (Prometheus with ``PrometheusProto`` first in ``scrape_protocols``),
+        else OpenMetrics (with exemplars) or the classic text format, as prometheus-client chooses."""
+        native = getattr(self.metrics, "native", None)
+        if native is not None and accepts_protobuf(accept_header):
+            return encode_protobuf(self.registry, native), PROTOBUF_CONTENT_TYPE
         encoder, content_type = choose_encoder(accept_header or "")
         return encoder(self.registry), content_type
 
@@ -312,7 +323,8 @@ def setup_telemetry(
             stream=log_stream,
         )
 
-    metrics = ServiceMetrics(registry) if settings.metrics_enabled else NoOpServiceMetrics()
+    native = NativeIndex() if getattr(settings, "native_histograms", True) else None
+    metrics = ServiceMetrics(registry, native) if settings.metrics_enabled else NoOpServiceMetrics()
     return Telemetry(
         settings,
         registry=registry,

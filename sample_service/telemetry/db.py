@@ -142,8 +142,8 @@ class EngineInstrumentation:
         if self._metrics is not None or self._tracer is not None:
             self._wrap_dialect()
         if pools is not None:
-            self._wait = fast_observe(metrics.pool_wait.labels(pool_name))
-            self._use = fast_observe(metrics.pool_use.labels(pool_name))
+            self._wait = fast_observe(metrics.pool_wait.labels(pool_name), metrics.native)
+            self._use = fast_observe(metrics.pool_use.labels(pool_name), metrics.native)
             self._timeouts = metrics.pool_timeouts.labels(pool_name)
             # Pool events live on the pool's own dispatcher (carried over to the new pool by
             # dispose()); they do not put connections on the evented path.

@@ -21,6 +21,7 @@ from prometheus_client import values as prom_values
 from prometheus_client.samples import Exemplar
 
 from sample_service.telemetry import catalog as c
+from sample_service.telemetry.native_histograms import NativeBuckets, NativeIndex
 
 
 def _histogram(metric: c.Metric, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
@@ -56,12 +57,15 @@ class _FastObserve:
     ``fast_observe`` hands back the child, whose own ``observe`` is then used.
     """
 
-    __slots__ = ("_bounds", "_buckets", "_sum")
+    __slots__ = ("_bounds", "_buckets", "_native", "_sum")
 
-    def __init__(self, bounds: tuple[float, ...], buckets: list[Any], total: Any) -> None:
+    def __init__(
+        self, bounds: tuple[float, ...], buckets: list[Any], total: Any, native: NativeBuckets | None = None
+    ) -> None:
         self._bounds = bounds
         self._buckets = buckets
         self._sum = total
+        self._native = native
 
     def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
         self._sum.inc(amount)
@@ -71,10 +75,15 @@ class _FastObserve:
         bucket.inc(1)
         if exemplar:
             bucket.set_exemplar(Exemplar(exemplar, amount, time()))
+        if self._native is not None:
+            self._native.observe(amount)
 
 
-def fast_observe(child: Any) -> Any:
-    """An object with the child's ``observe``: a ``_FastObserve`` when the layout is the known one."""
+def fast_observe(child: Any, native: NativeIndex | None = None) -> Any:
+    """An object with the child's ``observe``: a ``_FastObserve`` when the layout is the known one.
+
+    With ``native``, the child also keeps native (exponential) buckets, registered in that index for
+    the protobuf exposition (native_histograms.py); only the fast path has them."""
     bounds = getattr(child, "_upper_bounds", None)
     buckets = getattr(child, "_buckets", None)
     total = getattr(child, "_sum", None)
@@ -85,18 +94,22 @@ def fast_observe(child: Any) -> Any:
         and all(b.__class__ is prom_values.MutexValue for b in buckets)
         and total.__class__ is prom_values.MutexValue
     ):
-        return _FastObserve(tuple(bounds), buckets, total)
+        nb = None
+        if native is not None:
+            nb = native.attach(child._name, child._labelnames, child._labelvalues)
+        return _FastObserve(tuple(bounds), buckets, total, nb)
     return child
 
 
 class _Children:
     """Label-values tuple → prometheus-client child (a ``_FastObserve`` for histograms), cached."""
 
-    __slots__ = ("_cache", "_histogram", "_metric")
+    __slots__ = ("_cache", "_histogram", "_metric", "_native")
 
-    def __init__(self, metric: Any) -> None:
+    def __init__(self, metric: Any, native: NativeIndex | None = None) -> None:
         self._metric = metric
         self._histogram = isinstance(metric, Histogram)
+        self._native = native
         self._cache: dict[tuple[str, ...], Any] = {}
 
     def get(self, key: tuple[str, ...]) -> Any:
@@ -105,7 +118,7 @@ class _Children:
             # A race between two threads creates the same child twice; labels() returns one object.
             child = self._metric.labels(*key)
             if self._histogram:
-                child = fast_observe(child)
+                child = fast_observe(child, self._native)
             self._cache[key] = child
         return child
 
@@ -139,7 +152,10 @@ class ServiceMetrics:
 
     enabled = True
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, native: NativeIndex | None = None) -> None:
+        # Native (exponential) buckets beside the classic ones on every latency histogram (issue 14):
+        # served only in the protobuf exposition that Prometheus asks for (native_histograms.py).
+        self.native = native
         self.http_server_duration = _histogram(c.HTTP_SERVER_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
         self.http_server_active = _gauge(c.HTTP_SERVER_ACTIVE, registry)
         self.http_client_duration = _histogram(c.HTTP_CLIENT_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
@@ -154,11 +170,11 @@ class ServiceMetrics:
         self.rules_count = _counter(c.RULES_EVALUATED, registry)
         self.decision_events = _counter(c.DECISION_EVENTS, registry)
 
-        self._http_server = _Children(self.http_server_duration)
+        self._http_server = _Children(self.http_server_duration, native)
         self._http_active = _Children(self.http_server_active)
-        self._http_client = _Children(self.http_client_duration)
-        self._db_operation = _Children(self.db_operation_duration)
-        self._rules_duration = _Children(self.rules_duration)
+        self._http_client = _Children(self.http_client_duration, native)
+        self._db_operation = _Children(self.db_operation_duration, native)
+        self._rules_duration = _Children(self.rules_duration, native)
         self._rules_count = _Children(self.rules_count)
         self._decision = _Children(self.decision_events)
         self._caches: dict[str, CacheMetrics] = {}

@@ -55,6 +55,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
 from scripts.native import go_patches
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

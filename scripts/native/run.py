@@ -451,6 +451,28 @@ class NativeStack:
         if spec is not None and name in self.started_order:
             self.started_order.remove(name)
 
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to the component's whole process group (a crash, not a stop: no grace, no
+        SIGTERM first), reap it and forget it, so ``start(name)`` brings it up again on the same data
+        dirs. Returns the exit status (negative: killed by that signal), None if it was not running.
+        Bounded: a process that outlives ``sig`` for 10 s gets SIGKILL (what ``stop`` does)."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            rc: int | None = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            kill_group(proc.pid, grace_s=0)
+            rc = proc.wait(timeout=5)
+        deadline = time.monotonic() + 10  # children of the group too (none outlive it normally)
+        while time.monotonic() < deadline and _group_alive(proc.pid):
+            time.sleep(0.05)
+        if name in self.started_order:
+            self.started_order.remove(name)
+        return rc
+
     def restart(self, name: str) -> float:
         """Stop and start one component on the same run dir (data dirs kept); returns seconds taken."""
         t = time.monotonic()

@@ -136,6 +136,8 @@ FIGURES.setdefault("session_t0", time.monotonic())
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if FIGURES.get("compose"):
         _compose_figures(terminalreporter, FIGURES["compose"])
+    if FIGURES.get("faults", {}).get("rows"):
+        _fault_figures(terminalreporter, FIGURES["faults"])
     if "startup_s" not in FIGURES:
         return
     tr = terminalreporter
@@ -177,3 +179,25 @@ def _compose_figures(tr: Any, fig: dict[str, Any]) -> None:
         tr.write_line(f"{key}: {value}")
     for line in fig.get("commands", []):
         tr.write_line(line)
+
+
+def _fault_figures(tr: Any, fig: dict[str, Any]) -> None:
+    """What the fault tests counted (tests/stack/test_zz_faults.py), one row per fault."""
+    from tests.stack.faults import format_table
+
+    tr.section("fault figures (issue 10)")
+    shape = fig.get("shape", {})
+    tr.write_line(
+        f"outage {fig.get('outage_s', 0):.0f}s under {fig.get('rps', 0):.0f} evaluate req/s; per request "
+        f"spans {shape.get('spans')}, log records {shape.get('logs')} (calibrated; the partner's part "
+        "expected only when the partner answered, else counted as 'partner degraded'); lost = expected "
+        "- found by trace id; recover s = restart command -> backlog all stored"
+    )
+    for line in format_table(fig["rows"]):
+        tr.write_line(line)
+    for name, details in fig.get("details", {}).items():
+        shown = {k: v for k, v in details.items() if v not in (None, {}, [], 0, (0, 0))}
+        if shown:
+            tr.write_line(f"{name}: " + "; ".join(f"{k}: {v}" for k, v in shown.items()))
+    if "prometheus_gap_s" in fig:
+        tr.write_line(f"Prometheus scrape gap: {fig['prometheus_gap_s']}s")

@@ -98,3 +98,15 @@ def test_rules_use_catalog_metric_names() -> None:
 def test_percentile_recording_rules_exist(quantile: str) -> None:
     text = "".join(f.read_text() for f in RULE_FILES)
     assert f"job_http_route:{catalog.HTTP_SERVER_DURATION.prom}:{quantile}_1m" in text
+
+
+def test_service_jobs_scrape_native_histograms_and_keep_classic_buckets() -> None:
+    """Issue 14: protobuf first (native histograms only travel in it), both kinds stored."""
+    cfg = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    for name in ("sample-service", "partner-api"):
+        job = jobs[name]
+        assert job["scrape_protocols"][0] == "PrometheusProto", name
+        assert "OpenMetricsText1.0.0" in job["scrape_protocols"], f"{name}: exemplars need OpenMetrics next"
+        assert job["scrape_native_histograms"] is True, name
+        assert job["always_scrape_classic_histograms"] is True, f"{name}: `_bucket` readers and exemplars"

@@ -491,6 +491,8 @@ def test_empty_ok_marker_is_read_by_the_doctor() -> None:
 def test_quantile_helper_shapes_the_query() -> None:
     q = common.quantile_by(catalog.HTTP_SERVER_DURATION, 0.99, (catalog.L.HTTP_ROUTE,), {"job": "$job"})
     assert q == (
+        "histogram_quantile(0.99, sum by (http_route) "
+        '(rate(http_server_request_duration_seconds{job=~"$job"}[$__rate_interval])))\nor\n'
         "histogram_quantile(0.99, sum by (le, http_route) "
         '(rate(http_server_request_duration_seconds_bucket{job=~"$job"}[$__rate_interval])))'
     )
