@@ -339,18 +339,9 @@ class ClientSample:
 
 
 def _evaluate_body(rng: random.Random, users: int) -> dict[str, Any]:
-    from sample_service.domain import CHANNELS, COUNTRIES, CURRENCIES, PRODUCTS
+    from sample_service.domain import random_ingredients
 
-    return {
-        "user_id": rng.randint(2, users),
-        "country": rng.choice(COUNTRIES),
-        "product": rng.choice(PRODUCTS),
-        "amount": round(rng.uniform(10, 50_000), 2),
-        "currency": rng.choice(CURRENCIES),
-        "channel": rng.choice(CHANNELS),
-        "age": rng.randint(18, 90),
-        "attributes": {"score": rng.randint(300, 850), "first_time": rng.random() < 0.3},
-    }
+    return random_ingredients(rng, users)
 
 
 @dataclass(frozen=True)

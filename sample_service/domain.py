@@ -3,7 +3,8 @@ and index keys, so an open string here would be unbounded label cardinality."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+import random
+from typing import Any, Literal, get_args
 
 Country = Literal["DE", "FR", "ES", "IT", "NL", "GB", "US", "BR"]
 Product = Literal["card", "loan", "bnpl", "mortgage"]
@@ -21,3 +22,19 @@ DEFAULT_DECISION: Decision = "review"  # what a segment with no matching rule de
 
 def segment_label(country: str, product: str) -> str:
     return f"{country}:{product}"
+
+
+def random_ingredients(rng: random.Random, users: int, country: str | None = None,
+                       product: str | None = None) -> dict[str, Any]:
+    """A valid POST /v1/evaluate body for load: the tests' traffic, the fault load and the benches.
+    User 1 (the seed's heavy user) is left to records reads; country/product pin one segment."""
+    return {
+        "user_id": rng.randint(2, users),
+        "country": country or rng.choice(COUNTRIES),
+        "product": product or rng.choice(PRODUCTS),
+        "amount": round(rng.uniform(10, 50_000), 2),
+        "currency": rng.choice(CURRENCIES),
+        "channel": rng.choice(CHANNELS),
+        "age": rng.randint(18, 90),
+        "attributes": {"score": rng.randint(300, 850), "first_time": rng.random() < 0.3},
+    }

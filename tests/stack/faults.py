@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from sample_service.domain import CHANNELS, CURRENCIES
+from sample_service.domain import random_ingredients
 from sample_service.settings import Scenario
 from sample_service.telemetry import catalog
 from tests.stack.backends import Backends, hex_trace_id, spans_of
@@ -54,16 +54,7 @@ FAULT_SCENARIOS = [Scenario.CACHE_OFF.value]
 
 
 def fault_body(rng: random.Random, users: int = 2000) -> dict[str, Any]:
-    return {
-        "user_id": rng.randint(2, users),  # user 1 is the seed's heavy user
-        "country": FAULT_COUNTRY,
-        "product": FAULT_PRODUCT,
-        "amount": round(rng.uniform(10, 50_000), 2),
-        "currency": rng.choice(CURRENCIES),
-        "channel": rng.choice(CHANNELS),
-        "age": rng.randint(18, 90),
-        "attributes": {"score": rng.randint(300, 850), "first_time": rng.random() < 0.3},
-    }
+    return random_ingredients(rng, users, FAULT_COUNTRY, FAULT_PRODUCT)
 
 
 # --- the load ---------------------------------------------------------------------------------

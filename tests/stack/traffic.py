@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from sample_service.domain import CHANNELS, COUNTRIES, CURRENCIES, PRODUCTS
+from sample_service.domain import random_ingredients
 from sample_service.settings import Scenario
 
 EVALUATE = "/v1/evaluate"
@@ -43,16 +43,7 @@ class TrafficReport:
 
 
 def ingredients(rng: random.Random, users: int) -> dict[str, Any]:
-    return {
-        "user_id": rng.randint(2, users),  # user 1 is the seed's heavy user: records reads only
-        "country": rng.choice(COUNTRIES),
-        "product": rng.choice(PRODUCTS),
-        "amount": round(rng.uniform(10, 50_000), 2),
-        "currency": rng.choice(CURRENCIES),
-        "channel": rng.choice(CHANNELS),
-        "age": rng.randint(18, 90),
-        "attributes": {"score": rng.randint(300, 850), "first_time": rng.random() < 0.3},
-    }
+    return random_ingredients(rng, users)
 
 
 # Bad input the service must answer 4xx (never 5xx): wrong types, missing fields, huge numbers,
