@@ -54,7 +54,7 @@ from typing import Any
 
 import httpx
 
-from scripts.native.run import process_tree
+from scripts.native.run import kill_group, process_tree
 from scripts.native.translate import CONTRACT_PORTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -423,14 +423,8 @@ def run_step(
             log(f"telemetrygen still running {duration + 60:.0f}s after its start: stopping it")
     finally:
         if gen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(gen.pid, signal.SIGTERM)
-            try:
-                gen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(gen.pid, signal.SIGKILL)
-                gen.wait(timeout=10)
+            kill_group(gen.pid, grace_s=15)
+            gen.wait(timeout=10)
     rt.join(timeout=10)
     gen_s = time.monotonic() - t0
     # CPU over the load window (the drain below is not billed to it).
