@@ -9,20 +9,43 @@ export O11Y_CACHE ?= $(HOME)/.cache/o11y-box
 export OTEL_SEMCONV_STABILITY_OPT_IN ?= http
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps native-deps test test-unit test-service test-stack run partner \
+.PHONY: help venv lock system-deps native-deps test test-unit test-service test-stack run partner \
         stack-native dashboards dashboards-check dashboards-push doctor bench bench-quick faults capacity capacity-quick percentiles \
         percentiles-quick lint clean
 
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-$(VENV)/.installed: pyproject.toml
+# Every package the venv gets is pinned with its hashes in requirements/dev.lock (runtime + tools +
+# bench + dev); the project itself goes in on top without dependencies, so nothing unlocked slips in.
+$(VENV)/.installed: pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-venv: $(VENV)/.installed ## create the virtualenv with runtime + dev deps
+venv: $(VENV)/.installed ## create the virtualenv from requirements/dev.lock
+
+# The locks are resolved for the Python both the host and the service image run (3.11, Linux) by a
+# pinned uv, installed into the cache so it never enters a lock itself.
+UV_VERSION := 0.13.9
+UV := $(O11Y_CACHE)/uv-$(UV_VERSION)/bin/uv
+UV_COMPILE := $(UV) pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+	--python-platform linux --no-header --annotation-style line --quiet
+# What vouches for a new lock: the lean telemetry paths must still equal the SDK's output (DEVELOPERS.md).
+LOCK_GATE_TESTS ?= tests/unit/test_telemetry_otlp_wire.py tests/unit/test_telemetry_lean_trace.py \
+	tests/unit/test_telemetry_fastpaths.py tests/unit/test_telemetry_compat.py tests/static/test_dependencies.py
+
+$(UV):
+	$(PYTHON) -m venv $(O11Y_CACHE)/uv-$(UV_VERSION)
+	$(O11Y_CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
+
+lock: $(UV) ## re-lock requirements/*.lock after a pyproject edit (bump: LOCK_ARGS=--upgrade), then gate it
+	$(UV_COMPILE) $(LOCK_ARGS) -o requirements/runtime.lock
+	$(UV_COMPILE) $(LOCK_ARGS) --extra tools --extra bench --extra dev -o requirements/dev.lock
+	$(MAKE) venv
+	$(PY) -m pytest $(LOCK_GATE_TESTS)
 
 system-deps: ## Debian packages the tests need (Postgres server, wrk)
 	@bash scripts/system_deps.sh

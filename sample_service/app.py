@@ -22,7 +22,7 @@ from sample_service.responses import ORJSONResponse
 from sample_service.rules.repository import RuleRepository
 from sample_service.scenarios import ScenarioState
 from sample_service.settings import Settings
-from sample_service.telemetry import Telemetry, setup_telemetry
+from sample_service.telemetry import FASTAPI_NATIVE_TELEMETRY_OFF, Telemetry, setup_telemetry
 from sample_service.telemetry.gc_tuning import tune_gc
 from sample_service.ttl_cache import TTLCache
 
@@ -44,8 +44,9 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None,
         main_engine = engine if engine is not None else create_engine(settings)
         starved_engine = create_engine(settings, pool_size=settings.pool_starvation_pool_size, max_overflow=0,
                                        application_name=f"{settings.service_name}-starved")
-        tel.instrument_engine(main_engine, MAIN_POOL)
-        tel.instrument_engine(starved_engine, STARVED_POOL)
+        tel.instrument_engine(main_engine, MAIN_POOL,
+                              max_overflow=settings.db_max_overflow if engine is None else None)
+        tel.instrument_engine(starved_engine, STARVED_POOL, max_overflow=0)
         http = create_http_client(settings)
         tel.instrument_httpx(http)
         db = Database(main_engine, starved_engine)
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None,
 
     app = FastAPI(
         title="o11y-box sample service", version="0.1.0", lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=ORJSONResponse, telemetry=FASTAPI_NATIVE_TELEMETRY_OFF,
     )
     errors.install(app)
     documented = (evaluate.router, records.router, health.router)

@@ -23,7 +23,7 @@ from sample_service.partner_client import EXTRA_LATENCY_HEADER, TRACE_ID_HEADER
 from sample_service.responses import ORJSONResponse
 from sample_service.schemas import BIGINT_MAX
 from sample_service.settings import Settings
-from sample_service.telemetry import Telemetry, setup_telemetry, span
+from sample_service.telemetry import FASTAPI_NATIVE_TELEMETRY_OFF, Telemetry, setup_telemetry, span
 
 MAX_EXTRA_LATENCY_MS = 30_000
 
@@ -54,7 +54,8 @@ def create_partner_app(settings: Settings, *, telemetry: Telemetry | None = None
             if owns_telemetry:
                 await asyncio.to_thread(tel.shutdown)
 
-    app = FastAPI(title="o11y-box partner API", lifespan=lifespan, default_response_class=ORJSONResponse)
+    app = FastAPI(title="o11y-box partner API", lifespan=lifespan, default_response_class=ORJSONResponse,
+                  telemetry=FASTAPI_NATIVE_TELEMETRY_OFF)
     errors.install(app)
 
     @app.get("/healthz")

@@ -7,7 +7,7 @@ only switches that the SDK has no variable for live here.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -85,7 +85,15 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json_stdout: bool = True
     shutdown_timeout_s: Annotated[float, Field(gt=0)] = 5.0
-    # Native (exponential, schema 4) histograms beside the classic buckets on every latency histogram,
+    # The OTel API's global tracer/logger providers become ours, so ``trace.get_tracer()`` in user code
+    # and any contrib instrumentation a team adds join our traces. Off only where several Telemetry
+    # objects share a process and must not see each other (tests): the globals can be set once.
+    telemetry_global_providers: bool = True
+    # lean: the measured-cheaper pieces (lean span, wire encoder, fast observe, …; docs/telemetry.md).
+    # stock: the SDK's span, tracer, OTLP exporters, drop counting and log route, prometheus-client's
+    # own observe — no private name of any library used. Same metric names, span names, log fields.
+    telemetry_mode: Literal["lean", "stock"] = "lean"
+    # Native (exponential, schema 5) histograms beside the classic buckets on every latency histogram,
     # served in the protobuf exposition Prometheus asks for (issue 14, docs/architecture.md).
     native_histograms: bool = True
     # --- runtime (sample_service/telemetry/gc_tuning.py) ----------------------------------

@@ -1,6 +1,7 @@
 """Telemetry for the sample service, built to be copied into other services (docs/telemetry.md).
 
 tel = setup_telemetry(settings)          # providers, exporters, registry, logging
+app = FastAPI(telemetry=FASTAPI_NATIVE_TELEMETRY_OFF)  # our middleware owns the server span
 tel.instrument_app(app)                  # lean ASGI server middleware (spans, RED metrics, access log)
 tel.instrument_engine(engine, "main")    # SQLAlchemy spans + pool metrics
 tel.instrument_httpx(client)             # client spans + W3C propagation + duration histogram
@@ -8,8 +9,11 @@ tel.instrument_httpx(client)             # client spans + W3C propagation + dura
 tel.shutdown()                           # bounded by settings.shutdown_timeout_s
 """
 
-from sample_service.telemetry.bootstrap import Telemetry, setup_telemetry
+from sample_service.telemetry.bootstrap import FASTAPI_NATIVE_TELEMETRY_OFF, Telemetry, setup_telemetry
 from sample_service.telemetry.metrics import CacheMetrics, ServiceMetrics
 from sample_service.telemetry.spans import span, traced
 
-__all__ = ["CacheMetrics", "ServiceMetrics", "Telemetry", "setup_telemetry", "span", "traced"]
+__all__ = [
+    "FASTAPI_NATIVE_TELEMETRY_OFF", "CacheMetrics", "ServiceMetrics", "Telemetry", "setup_telemetry", "span",
+    "traced",
+]

@@ -20,8 +20,11 @@ from opentelemetry.context import attach, detach
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import LogPipeline
+from sample_service.telemetry.server_options import ServerOptions, full_url
 from sample_service.telemetry.spans import (
     reset_active_tracer,
     sampler_ignores_attributes,
@@ -73,8 +76,13 @@ class ServerTelemetryMiddleware:
         propagator: TextMapPropagator,
         access_log: LogPipeline | None,
         excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+        options: ServerOptions | None = None,
+        allowed: Allowed = compat.private_api,
     ) -> None:
         self.app = app
+        self._allowed = allowed
+        self._options = options if options is not None else ServerOptions()
+        self._excluded_urls = self._options.excluded_urls
         self._tracer = tracer
         self._metrics = metrics
         self._propagator = propagator
@@ -84,12 +92,15 @@ class ServerTelemetryMiddleware:
         self._span_names: dict[tuple[str, str], str] = {}
         # The sampler sees the start attributes only if it may use them; otherwise they are set
         # just after start, on the cheaper path (spans.set_clean_attributes).
-        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer)
+        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer, allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._excluded:
+        if scope["type"] != "http" or scope["path"] in self._excluded or (
+            self._excluded_urls is not None and self._excluded_urls.url_disabled(full_url(scope))
+        ):
             await self.app(scope, receive, send)
             return
+        options = self._options
 
         start = perf_counter()
         raw_method = scope["method"]
@@ -114,9 +125,17 @@ class ServerTelemetryMiddleware:
             else:
                 span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER)
                 if span.is_recording():
-                    set_clean_attributes(span, attributes)
+                    set_clean_attributes(span, attributes, self._allowed)
             context_token = attach(set_span_in_context(span))
             tracer_token = set_active_tracer(tracer)
+            if span.is_recording() and options.request_headers is not None:
+                span.set_attributes(options.request_headers.attributes(scope["headers"]))
+            if options.server_request_hook is not None:
+                options.server_request_hook(span, scope)
+            if options.client_request_hook is not None:
+                receive = _hooked_receive(receive, options.client_request_hook, span, scope)
+            if options.wraps_send:
+                send = _hooked_send(send, options, span, scope)
 
         error_type = ""
         try:
@@ -199,4 +218,28 @@ class ServerTelemetryMiddleware:
         if error_type:
             attributes[_ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR))
-        set_clean_attributes(span, attributes)
+        set_clean_attributes(span, attributes, self._allowed)
+
+
+def _hooked_receive(receive: Receive, hook: Callable[..., None], span: Any, scope: Scope) -> Receive:
+    async def receive_with_hook() -> Message:
+        message = await receive()
+        hook(span, scope, message)
+        return message
+
+    return receive_with_hook
+
+
+def _hooked_send(send: Send, options: ServerOptions, span: Any, scope: Scope) -> Send:
+    async def send_with_hooks(message: Message) -> None:
+        if (
+            options.response_headers is not None
+            and message["type"] == "http.response.start"
+            and span.is_recording()
+        ):
+            span.set_attributes(options.response_headers.attributes(message.get("headers")))
+        if options.client_response_hook is not None:
+            options.client_response_hook(span, scope, message)
+        await send(message)
+
+    return send_with_hooks

@@ -13,9 +13,8 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import prometheus_client
-from opentelemetry import propagate
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import LogRecordExporter
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import NoOpTracer, Tracer
@@ -23,11 +22,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from sample_service.settings import Settings
-from sample_service.telemetry import providers
+from sample_service.telemetry import compat, providers
 from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetryMiddleware
+from sample_service.telemetry.compat import LoggerProvider, LogRecordExporter
 from sample_service.telemetry.drop_counts import defer_drop_counts
 from sample_service.telemetry.logs import LogPipeline
-from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics
+from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics, register_build_info
 from sample_service.telemetry.native_histograms import (
     PROTOBUF_CONTENT_TYPE,
     NativeIndex,
@@ -35,6 +35,7 @@ from sample_service.telemetry.native_histograms import (
     encode_protobuf,
 )
 from sample_service.telemetry.sdk_metrics import SdkSelfMetrics
+from sample_service.telemetry.server_options import MessageHook, ServerOptions, ServerRequestHook
 from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 TRACER_NAME = "sample_service"
 _BATCH_PROCESSOR_LOGGER = "opentelemetry.sdk._shared_internal"  # the batch processors' "Queue full" warnings
+
+
+# FastAPI (0.16x) traces, measures and logs on its own once the OTel globals are set — a second SERVER
+# span around ours, OTel-SDK metric records and error logs per request. Our middleware owns those
+# signals, so apps built with this package pass ``FastAPI(telemetry=FASTAPI_NATIVE_TELEMETRY_OFF)``.
+FASTAPI_NATIVE_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+}
 
 
 class Telemetry:
@@ -64,6 +73,7 @@ class Telemetry:
         exporters: Iterable[Any] = (),
     ) -> None:
         self.settings = settings
+        self.allowed = allowed_private_names(settings)
         self.enabled = settings.telemetry_enabled
         self.registry = registry
         self.tracer_provider = tracer_provider
@@ -72,7 +82,8 @@ class Telemetry:
         self.meter_provider = self_metrics.meter_provider if self_metrics is not None else None
         self.metrics = metrics if metrics is not None else NoOpServiceMetrics()
         self.tracer: Tracer = (
-            providers.tracer_for(tracer_provider, TRACER_NAME, providers.service_version())
+            providers.tracer_for(tracer_provider, TRACER_NAME, providers.service_version(),
+                                 allowed=self.allowed)
             if tracer_provider is not None
             else NoOpTracer()
         )
@@ -109,10 +120,26 @@ class Telemetry:
             reset_active_tracer(token)
 
     # --- instrumentation ---------------------------------------------------------------------
-    def instrument_app(self, app: Any, excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS) -> None:
-        """Add the server middleware (outermost of the user middleware). Call before the app starts."""
+    def instrument_app(
+        self,
+        app: Any,
+        excluded_paths: Iterable[str] = DEFAULT_EXCLUDED_PATHS,
+        *,
+        server_request_hook: ServerRequestHook | None = None,
+        client_request_hook: MessageHook | None = None,
+        client_response_hook: MessageHook | None = None,
+    ) -> None:
+        """Add the server middleware (outermost of the user middleware). Call before the app starts.
+
+        Hooks, excluded URLs and header capture as the contrib ASGI instrumentation offers them
+        (server_options.py)."""
         if not self.enabled:
             return
+        options = ServerOptions.from_env(
+            server_request_hook=server_request_hook,
+            client_request_hook=client_request_hook,
+            client_response_hook=client_response_hook,
+        )
         app.add_middleware(
             ServerTelemetryMiddleware,
             tracer=self.tracer if self.tracing else None,
@@ -120,9 +147,14 @@ class Telemetry:
             propagator=propagate.get_global_textmap(),  # honours OTEL_PROPAGATORS
             access_log=self._log_pipeline,
             excluded_paths=excluded_paths,
+            options=options,
+            allowed=self.allowed,
         )
 
-    def instrument_engine(self, engine: AsyncEngine, pool_name: str) -> EngineInstrumentation | None:
+    def instrument_engine(self, engine: AsyncEngine, pool_name: str,
+                          max_overflow: int | None = None) -> EngineInstrumentation | None:
+        """``max_overflow``: the engine's overflow limit, for ``db_client_connection_max`` (read from
+        the pool's private field when not given, lean mode only)."""
         if not self.enabled:
             return None
         from sample_service.telemetry.db import EngineInstrumentation, PoolsCollector
@@ -138,7 +170,8 @@ class Telemetry:
             previous.uninstrument()
             self._engines.remove(previous)
         instrumentation = EngineInstrumentation(
-            engine, pool_name, tracer_provider=self.tracer_provider, metrics=self.metrics, pools=pools
+            engine, pool_name, tracer_provider=self.tracer_provider, metrics=self.metrics, pools=pools,
+            allowed=self.allowed, max_overflow=max_overflow,
         )
         self._engines.append(instrumentation)
         return instrumentation
@@ -153,6 +186,8 @@ class Telemetry:
             tracer=self.tracer if self.tracing else None,
             metrics=self.metrics,
             propagator=propagate.get_global_textmap(),
+            tracer_provider=self.tracer_provider,
+            allowed=self.allowed,
         )
 
     # --- metrics endpoint -------------------------------------------------------------------
@@ -281,6 +316,10 @@ def setup_telemetry(
     prometheus_client.disable_created_metrics()
     # The SDK reads this switch when a processor/exporter is built; on unless the operator said no.
     os.environ.setdefault("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    # Contrib instrumentations (stock mode, the httpx fallback, a team's own) emit the stable HTTP
+    # conventions the lean pieces always use only with this switch; they read it once, when the first
+    # one is built — after this.
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     # With the collector down the batch queues fill, and the SDK then calls
     # ``logger.warning("Queue full, dropping …")`` for *every* dropped span and record — on the
     # request path. Its DuplicateFilter prints one per 20 s, but only after a LogRecord was built
@@ -289,6 +328,7 @@ def setup_telemetry(
     # so that logger keeps only its errors.
     logging.getLogger(_BATCH_PROCESSOR_LOGGER).setLevel(logging.ERROR)
 
+    allowed = allowed_private_names(settings)
     resource = providers.build_resource(settings.service_name, settings.environment, resource_attrs)
     self_metrics = SdkSelfMetrics(resource)
     registry.register(self_metrics)
@@ -297,22 +337,22 @@ def setup_telemetry(
     tracer_provider = None
     if settings.traces_enabled:
         if span_exporter is None:
-            span_exporter = providers.otlp_span_exporter(self_metrics.meter_provider)
+            span_exporter = providers.otlp_span_exporter(self_metrics.meter_provider, allowed=allowed)
         exporters.append(span_exporter)
         tracer_provider, span_processor = providers.build_tracer_provider(
             resource, span_exporter, self_metrics.meter_provider
         )
-        _defer_drops(span_processor, self_metrics)
+        _defer_drops(span_processor, self_metrics, allowed)
 
     logger_provider = None
     if settings.logs_enabled:
         if log_exporter is None:
-            log_exporter = providers.otlp_log_exporter(self_metrics.meter_provider)
+            log_exporter = providers.otlp_log_exporter(self_metrics.meter_provider, allowed=allowed)
         exporters.append(log_exporter)
         logger_provider, log_processor = providers.build_logger_provider(
             resource, log_exporter, self_metrics.meter_provider
         )
-        _defer_drops(log_processor, self_metrics)
+        _defer_drops(log_processor, self_metrics, allowed)
 
     log_pipeline = None
     if settings.logs_enabled or settings.log_json_stdout:
@@ -321,10 +361,16 @@ def setup_telemetry(
             json_stdout=settings.log_json_stdout,
             logger_provider=logger_provider,
             stream=log_stream,
+            allowed=allowed,
         )
 
+    if getattr(settings, "telemetry_global_providers", True):
+        set_global_providers(tracer_provider, logger_provider)
+
     native = NativeIndex() if getattr(settings, "native_histograms", True) else None
-    metrics = ServiceMetrics(registry, native) if settings.metrics_enabled else NoOpServiceMetrics()
+    metrics = ServiceMetrics(registry, native, allowed) if settings.metrics_enabled else NoOpServiceMetrics()
+    if settings.metrics_enabled:
+        register_build_info(registry, resource.attributes)
     return Telemetry(
         settings,
         registry=registry,
@@ -337,7 +383,30 @@ def setup_telemetry(
     )
 
 
-def _defer_drops(processor: Any, self_metrics: SdkSelfMetrics) -> None:
-    flush = defer_drop_counts(processor)
+def set_global_providers(
+    tracer_provider: TracerProvider | None, logger_provider: LoggerProvider | None
+) -> None:
+    """Make ours the OTel API's global providers, unless the process already has its own.
+
+    The API takes one provider per process and only logs a warning on a second call: a provider set
+    before ours (the team's own, or an earlier Telemetry in the same process) keeps the globals."""
+    if tracer_provider is not None:
+        trace.set_tracer_provider(tracer_provider)
+        if trace.get_tracer_provider() is not tracer_provider:
+            _log.warning("another global TracerProvider was set first; trace.get_tracer() spans go there")
+    if logger_provider is not None:
+        compat.set_logger_provider(logger_provider)
+        if compat.get_logger_provider() is not logger_provider:
+            _log.warning("another global LoggerProvider was set first; others' OTel log records go there")
+
+
+def allowed_private_names(settings: Any) -> compat.Allowed:
+    """Stock mode uses no private name; lean mode those of libraries at their checked versions."""
+    stock = getattr(settings, "telemetry_mode", "lean") == "stock"
+    return compat.no_private_api if stock else compat.private_api
+
+
+def _defer_drops(processor: Any, self_metrics: SdkSelfMetrics, allowed: compat.Allowed) -> None:
+    flush = defer_drop_counts(processor, allowed)
     if flush is not None:
         self_metrics.before_collect.append(flush)

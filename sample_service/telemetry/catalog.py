@@ -74,6 +74,11 @@ class L:
     # on the OTel SDK's self-metrics (which processor/exporter instance)
     COMPONENT_TYPE = "otel_component_type"
     COMPONENT_NAME = "otel_component_name"
+    # on the build info gauge (SERVICE_BUILD_INFO)
+    VERSION = "version"
+    COMMIT = "commit"
+    # on the collector's own telemetry (which exporter's queue)
+    EXPORTER = "exporter"
 
 
 # --- semconv attribute keys (span / log attributes) --------------------------------------------
@@ -172,6 +177,19 @@ DECISION_EVENTS = Metric(
     "Decision events published in the background, by outcome (published|dropped|failed).", ("outcome",),
 )
 
+# --- service: process and build (deploy/restart annotations) ----------------------------------
+# Prometheus convention rather than semconv: `<thing>_build_info` = 1 with the build in its labels,
+# so a deploy is a new label set; prometheus-client's process collector supplies the start time.
+SERVICE_BUILD_INFO = Metric(
+    "service.build_info", "service_build_info", Kind.GAUGE, "1",
+    "Always 1; version (service.version) and commit (vcs.ref.head.revision) of the running build.",
+    (L.VERSION, L.COMMIT),
+)
+PROCESS_START_TIME = Metric(
+    "process.start_time", "process_start_time_seconds", Kind.GAUGE, "s",
+    "Unix time the process started (prometheus-client's process collector).",
+)
+
 # --- OTel SDK self-observability (semconv otel.sdk.*) ----------------------------------------
 # Names and label keys as the Python SDK 1.45 really emits them (checked by
 # tests/unit/test_telemetry_sdk_metrics.py). Exporter series also carry server_address/server_port.
@@ -251,6 +269,20 @@ def collector_metric(stage: str, signal: str) -> str:
 COLLECTOR_STAGES = ("receiver_accepted", "receiver_refused", "exporter_sent", "exporter_send_failed")
 COLLECTOR_QUEUE_SIZE = "otelcol_exporter_queue_size"
 COLLECTOR_QUEUE_CAPACITY = "otelcol_exporter_queue_capacity"
+
+# Prometheus' own per-target series: 1 when the last scrape of that target succeeded.
+SCRAPE_UP = "up"
+
+
+# --- SLO recording rules (stack/prometheus/rules/slo.yml records them, dashboards read them) -------
+SLO_AVAILABILITY = "http_availability"  # bad event: a 5xx answer
+SLO_LATENCY = "http_latency"  # bad event: slower than the latency objective
+SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
+
+
+def slo_error_ratio(sli: str, window: str) -> str:
+    """``slo:http_availability_errors:ratio_rate1h``: share of bad events over ``window``, per job."""
+    return f"slo:{sli}_errors:ratio_rate{window}"
 
 
 def all_metrics() -> list[Metric]:

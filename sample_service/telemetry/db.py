@@ -53,6 +53,8 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
 from sample_service.telemetry import catalog as c
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
 from sample_service.telemetry.metrics import fast_observe
 from sample_service.telemetry.providers import tracer_for
@@ -104,7 +106,9 @@ class PoolsCollector(Collector):
             if hasattr(pool, "checkedout") and hasattr(pool, "checkedin"):
                 count.add_metric([name, "used"], pool.checkedout())
                 count.add_metric([name, "idle"], pool.checkedin())
-            overflow = getattr(pool, "_max_overflow", None)
+            overflow = inst.max_overflow
+            if overflow is None:
+                overflow = compat.pool_max_overflow(pool, inst.allowed)
             if hasattr(pool, "size") and overflow is not None and overflow >= 0:
                 maximum.add_metric([name], pool.size() + overflow)
             pending.add_metric([name], inst.pending)
@@ -124,7 +128,12 @@ class EngineInstrumentation:
         tracer_provider: TracerProvider | None,
         metrics: Any,
         pools: PoolsCollector | None,
+        allowed: Allowed = compat.private_api,
+        max_overflow: int | None = None,
     ) -> None:
+        self.allowed = allowed
+        # The pool's overflow limit has no public accessor: the caller who built the engine knows it.
+        self.max_overflow = max_overflow
         self.sync_engine: Engine = getattr(engine, "sync_engine", engine)  # type: ignore[arg-type]
         self.pool_name = pool_name
         self.pending = 0
@@ -133,8 +142,10 @@ class EngineInstrumentation:
         self._pools = pools
         self._system = self.sync_engine.dialect.name  # "postgresql" is also the semconv value
         self._metrics = metrics if pools is not None else None
-        self._tracer = tracer_for(tracer_provider, TRACER_SCOPE) if tracer_provider is not None else None
-        self._attributes_at_start = self._tracer is not None and not sampler_ignores_attributes(self._tracer)
+        self._tracer = (tracer_for(tracer_provider, TRACER_SCOPE, allowed=allowed)
+                        if tracer_provider is not None else None)
+        self._attributes_at_start = (self._tracer is not None
+                                     and not sampler_ignores_attributes(self._tracer, allowed))
         self._static_attributes = _connection_attributes(self.sync_engine)
         # statement → (span name, operation, attributes): statements are few and repeat
         self._statement_cache: dict[str, tuple[str, str, dict[str, Any]]] = {}
@@ -142,8 +153,8 @@ class EngineInstrumentation:
         if self._metrics is not None or self._tracer is not None:
             self._wrap_dialect()
         if pools is not None:
-            self._wait = fast_observe(metrics.pool_wait.labels(pool_name), metrics.native)
-            self._use = fast_observe(metrics.pool_use.labels(pool_name), metrics.native)
+            self._wait = fast_observe(metrics.pool_wait.labels(pool_name), metrics.native, allowed)
+            self._use = fast_observe(metrics.pool_use.labels(pool_name), metrics.native, allowed)
             self._timeouts = metrics.pool_timeouts.labels(pool_name)
             # Pool events live on the pool's own dispatcher (carried over to the new pool by
             # dispose()); they do not put connections on the evented path.
@@ -172,9 +183,7 @@ class EngineInstrumentation:
         self._wrapped.clear()
         if self._pools is not None:
             self._pools.remove(self)
-        pool = self.sync_engine.pool
-        if "_do_get" in vars(pool):
-            del pool._do_get  # back to the class method
+        compat.restore_pool_checkout(self.sync_engine.pool)
 
     # --- pool ---------------------------------------------------------------------------------
     def _wrap_dispose(self) -> None:
@@ -193,9 +202,9 @@ class EngineInstrumentation:
 
     def _wrap_pool(self) -> None:
         pool: Pool = self.sync_engine.pool
-        if "_do_get" in vars(pool) or not hasattr(pool, "_do_get"):
+        original = compat.pool_checkout(pool, self.allowed)
+        if original is None:
             return
-        original = pool._do_get
         wait, timeouts = self._wait, self._timeouts
 
         def _do_get_timed() -> Any:
@@ -210,7 +219,7 @@ class EngineInstrumentation:
                 self.pending -= 1
                 wait.observe(perf_counter() - start, current_exemplar())
 
-        pool._do_get = _do_get_timed  # type: ignore[method-assign]
+        compat.set_pool_checkout(pool, _do_get_timed)
 
     def _on_checkout(self, _dbapi_conn: Any, record: Any, _proxy: Any) -> None:
         record.info[_CHECKOUT_AT] = perf_counter()
@@ -277,7 +286,7 @@ class EngineInstrumentation:
             else:  # the sampler does not look at them: the cheaper path (spans.set_clean_attributes)
                 span = tracer.start_span(described[0], kind=_CLIENT)
                 if span.is_recording():
-                    set_clean_attributes(span, described[2])
+                    set_clean_attributes(span, described[2], self.allowed)
         return span, described[1], perf_counter()
 
     def _finished(self, operation: str, span: Any, started: float) -> None:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sample_service.telemetry import compat
+
 
 class DeferredDropCounts:
     """Wraps the SDK's ``ProcessorMetrics`` of one batch processor; ``flush()`` publishes the drops."""
@@ -41,13 +43,15 @@ class DeferredDropCounts:
         self._inner.register_queue_size(get_queue_size)
 
 
-def defer_drop_counts(processor: Any) -> Callable[[], None] | None:
+def defer_drop_counts(
+    processor: Any, allowed: compat.Allowed = compat.private_api
+) -> Callable[[], None] | None:
     """Swap a Batch{Span,LogRecord}Processor's metrics for ``DeferredDropCounts``; returns its flush
     (None when this SDK has no such field: then drops are counted the SDK's way)."""
-    batch: Any = getattr(processor, "_batch_processor", None)
-    inner = getattr(batch, "_metrics", None)
-    if batch is None or inner is None or not hasattr(inner, "drop_items"):
+    found = compat.batch_processor_metrics(processor, allowed)
+    if found is None:
         return None
+    batch, inner = found
     deferred = DeferredDropCounts(inner)
-    batch._metrics = deferred
+    compat.set_batch_processor_metrics(batch, deferred)
     return deferred.flush

@@ -26,6 +26,8 @@ from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
 from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
 
@@ -37,12 +39,14 @@ _TRACEPARENT = "traceparent"
 _TRACESTATE = "tracestate"
 
 
-def _w3c_only(propagator: TextMapPropagator) -> tuple[bool, TextMapPropagator | None] | None:
+def _w3c_only(
+    propagator: TextMapPropagator, allowed: Allowed = compat.private_api
+) -> tuple[bool, TextMapPropagator | None] | None:
     """(traceparent by hand?, the baggage propagator or None) when ``propagator`` is W3C trace
     context (+ optionally W3C baggage) and nothing else — the OTEL_PROPAGATORS default; else None."""
     parts: Any = [propagator]
     if isinstance(propagator, CompositePropagator):
-        parts = getattr(propagator, "_propagators", None)
+        parts = compat.composite_parts(propagator, allowed)
     if not parts:
         return None
     tracecontext = False
@@ -65,13 +69,15 @@ class TracingTransport(httpx.AsyncBaseTransport):
         tracer: Tracer | None,
         metrics: Any,
         propagator: TextMapPropagator,
+        allowed: Allowed = compat.private_api,
     ) -> None:
+        self._allowed = allowed
         self._inner = inner
         self._tracer = tracer
         self._metrics = metrics
         self._propagator = propagator
-        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer)
-        self._w3c = _w3c_only(propagator)
+        self._attributes_at_start = tracer is not None and not sampler_ignores_attributes(tracer, allowed)
+        self._w3c = _w3c_only(propagator, allowed)
         self._origins: dict[tuple[str, str, int | None], tuple[str, int]] = {}
 
     def _server(self, url: httpx.URL) -> tuple[str, int]:
@@ -122,7 +128,7 @@ class TracingTransport(httpx.AsyncBaseTransport):
             else:  # the sampler does not look at them: the cheaper path
                 span = tracer.start_span(method, kind=_CLIENT)
                 if span.is_recording():
-                    set_clean_attributes(span, attributes)
+                    set_clean_attributes(span, attributes, self._allowed)
             self._inject(request, span)
 
         status = 0
@@ -150,7 +156,7 @@ class TracingTransport(httpx.AsyncBaseTransport):
                         )
                         span.set_status(_ERROR)
                     elif status:
-                        set_clean_attributes(span, {"http.response.status_code": status})
+                        set_clean_attributes(span, {"http.response.status_code": status}, self._allowed)
                     exemplar = exemplar_for(span)
                 span.end()
             else:
@@ -164,15 +170,17 @@ class TracingTransport(httpx.AsyncBaseTransport):
 
 
 def instrument_client(
-    client: httpx.AsyncClient, *, tracer: Tracer | None, metrics: Any, propagator: TextMapPropagator
+    client: httpx.AsyncClient, *, tracer: Tracer | None, metrics: Any, propagator: TextMapPropagator,
+    tracer_provider: Any = None, allowed: Allowed = compat.private_api,
 ) -> None:
     def wrap(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
         if isinstance(transport, TracingTransport):
             return transport
-        return TracingTransport(transport, tracer=tracer, metrics=metrics, propagator=propagator)
+        return TracingTransport(transport, tracer=tracer, metrics=metrics, propagator=propagator,
+                                allowed=allowed)
 
-    client._transport = wrap(client._transport)
-    client._mounts = {
-        pattern: (wrap(transport) if transport is not None else None)
-        for pattern, transport in client._mounts.items()
-    }
+    if not compat.wrap_client_transports(client, wrap, allowed):
+        # Stock mode, or another httpx version: the contrib instrumentation, our histogram in its hooks.
+        from sample_service.telemetry.httpx_stock import instrument_with_contrib
+
+        instrument_with_contrib(client, tracer_provider=tracer_provider, metrics=metrics)

@@ -32,9 +32,9 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry import trace as trace_api
-from opentelemetry.attributes import BoundedAttributes, _clean_attribute_value
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, attach, detach
-from opentelemetry.sdk.trace import Event, sampling
+from opentelemetry.sdk.trace import Event, ReadableSpan, sampling
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
@@ -47,6 +47,8 @@ from opentelemetry.trace import (
     get_current_span,
     set_span_in_context,
 )
+
+from sample_service.telemetry import compat
 
 _logger = logging.getLogger(__name__)
 
@@ -144,7 +146,7 @@ class LeanSpan(trace_api.Span):
             _logger.warning("Calling end() on an ended span.")
             return
         self._end_time = end_time if end_time is not None else time_ns()
-        self._tracer._processor.on_end(self)
+        self._tracer.processor.on_end(self)
 
     def update_name(self, name: str) -> None:
         if self._end_time is None:
@@ -158,7 +160,7 @@ class LeanSpan(trace_api.Span):
             _logger.warning("Setting attribute on ended span.")
             return
         # The SDK's own cleaning (types, keys, string length), applied the way BoundedAttributes does.
-        cleaned = _clean_attribute_value(attributes, self._tracer._max_value_len)
+        cleaned = compat.clean_attribute_value(attributes, self._tracer.max_value_len)
         self._dropped_attributes += len(attributes) - len(cleaned)
         self._store(cleaned)
 
@@ -166,14 +168,14 @@ class LeanSpan(trace_api.Span):
         """``set_attributes`` for values already valid and within the length limit (built by us)."""
         if self._end_time is not None:
             return
-        if self._tracer._max_value_len is not None:  # a length limit: values must be cut, by the SDK's rules
+        if self._tracer.max_value_len is not None:  # a length limit: values must be cut, by the SDK's rules
             self.set_attributes(attributes)
         else:
             self._store(attributes)
 
     def _store(self, attributes: Mapping[str, Any]) -> None:
         attrs = self._attributes
-        limit = self._tracer._max_attributes
+        limit = self._tracer.max_attributes
         if limit is None or len(attrs) + len(attributes) <= limit:
             attrs.update(attributes)  # (a key set again keeps its place; the SDK moves it last)
             return
@@ -191,7 +193,7 @@ class LeanSpan(trace_api.Span):
         if self._end_time is not None:
             _logger.warning("Setting attribute on ended span.")
             return
-        limits = self._tracer._limits
+        limits = self._tracer.limits
         bounded = BoundedAttributes(
             limits.max_event_attributes, attributes, max_value_len=limits.max_attribute_length, immutable=True
         )
@@ -205,7 +207,7 @@ class LeanSpan(trace_api.Span):
             return
         if not (context and (context.is_valid or attributes or context.trace_state)):
             return  # the SDK's rule for a link worth keeping
-        limits = self._tracer._limits
+        limits = self._tracer.limits
         if self._links is None:
             self._links = _Bounded()
         self._links.add(trace_api.Link(context, BoundedAttributes(
@@ -295,6 +297,19 @@ class LeanSpan(trace_api.Span):
     def dropped_links(self) -> int:
         return self._links.dropped if self._links is not None else 0
 
+    def readable(self) -> ReadableSpan:
+        """The SDK's ``ReadableSpan`` with this span's fields, for exporters that need more than the
+        surface above (``ConsoleSpanExporter`` calls ``to_json``). Off the hot path: a copy."""
+        return ReadableSpan(
+            name=self._name, context=self._context, parent=self._parent, resource=self.resource,
+            attributes=self._attributes, events=self.events, links=self.links, kind=self._kind,
+            status=self._status, start_time=self._start_time, end_time=self._end_time,
+            instrumentation_scope=self.instrumentation_scope,
+        )
+
+    def to_json(self, indent: int | None = 4) -> str:
+        return self.readable().to_json(indent)
+
     def __repr__(self) -> str:
         return f'{type(self).__name__}(name="{self._name}", context={self._context})'
 
@@ -338,13 +353,11 @@ def _sampler_fast_path(sampler: Any) -> str | None:
     if sampler is sampling.ALWAYS_ON:
         return "on"
     if isinstance(sampler, sampling.ParentBased):
-        if (
-            sampler._root is sampling.ALWAYS_ON
-            and sampler._remote_parent_sampled is sampling.ALWAYS_ON
-            and sampler._local_parent_sampled is sampling.ALWAYS_ON
-            and sampler._remote_parent_not_sampled is sampling.ALWAYS_OFF
-            and sampler._local_parent_not_sampled is sampling.ALWAYS_OFF
-        ):
+        on, off = sampling.ALWAYS_ON, sampling.ALWAYS_OFF
+        # order: root, remote sampled, remote not sampled, local sampled, local not sampled
+        delegates = compat.parent_based_delegates(sampler)
+        if delegates is not None and all(d is want for d, want in zip(delegates, (on, on, off, on, off),
+                                                                          strict=True)):
             return "parent"
     return None
 
@@ -355,13 +368,12 @@ class LeanTracer(trace_api.Tracer):
     def __init__(self, sdk_tracer: SdkTracer) -> None:
         self.sampler = sdk_tracer.sampler
         self.resource = sdk_tracer.resource
-        self.instrumentation_scope = sdk_tracer._instrumentation_scope
+        self.instrumentation_scope, self.limits = compat.sdk_tracer_scope_and_limits(sdk_tracer)
         self.instrumentation_info = sdk_tracer.instrumentation_info
         # Any: the processors are typed for the SDK's span classes; a LeanSpan has their surface.
-        self._processor: Any = sdk_tracer.span_processor
-        self._limits = sdk_tracer._span_limits
-        self._max_attributes = self._limits.max_span_attributes
-        self._max_value_len = self._limits.max_span_attribute_length
+        self.processor: Any = sdk_tracer.span_processor
+        self.max_attributes = self.limits.max_span_attributes
+        self.max_value_len = self.limits.max_span_attribute_length
         self._id_generator = sdk_tracer.id_generator
         self._random_ids = type(self._id_generator) is RandomIdGenerator  # may draw the bits itself
         self._random_flag = bool(self._id_generator.is_trace_id_random())  # W3C random-trace-id flag
@@ -435,7 +447,7 @@ class LeanTracer(trace_api.Tracer):
             span.set_attributes(initial)
         for link in links or ():
             span.add_link(link.context, link.attributes)
-        self._processor.on_start(span, parent_context=context)
+        self.processor.on_start(span, parent_context=context)
         return span
 
     def start_as_current_span(  # type: ignore[override]
@@ -455,8 +467,8 @@ class LeanTracer(trace_api.Tracer):
         return _UseSpan(span, end_on_exit, record_exception, set_status_on_exception)
 
 
-def lean_tracer(sdk_tracer: Any) -> Any:
+def lean_tracer(sdk_tracer: Any, allowed: compat.Allowed = compat.private_api) -> Any:
     """``LeanTracer`` over an SDK tracer; any other tracer (no-op, disabled, foreign) is returned as is."""
-    if not isinstance(sdk_tracer, SdkTracer) or not sdk_tracer._is_enabled():
+    if not isinstance(sdk_tracer, SdkTracer) or not compat.lean_span_usable(sdk_tracer, allowed):
         return sdk_tracer
     return LeanTracer(sdk_tracer)

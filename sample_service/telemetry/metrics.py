@@ -16,11 +16,13 @@ from math import inf
 from time import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client import values as prom_values
 from prometheus_client.samples import Exemplar
 
 from sample_service.telemetry import catalog as c
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.native_histograms import NativeBuckets, NativeIndex
 
 
@@ -41,6 +43,16 @@ def _counter(metric: c.Metric, registry: CollectorRegistry) -> Counter:
 
 def _gauge(metric: c.Metric, registry: CollectorRegistry) -> Gauge:
     return Gauge(metric.prom, metric.description, metric.labels, registry=registry)
+
+
+def register_build_info(registry: CollectorRegistry, resource_attributes: Any) -> None:
+    """The build and start time of this process on /metrics: the service dashboard marks a new label
+    set (deploy) or a new start time (restart) as an annotation, which no request metric can show."""
+    info = _gauge(c.SERVICE_BUILD_INFO, registry)
+    # vcs.ref.head.revision is the semconv resource attribute for the commit (OTEL_RESOURCE_ATTRIBUTES).
+    version = str(resource_attributes.get("service.version") or "unknown")
+    info.labels(version, str(resource_attributes.get("vcs.ref.head.revision") or "unknown")).set(1)
+    ProcessCollector(registry=registry)
 
 
 class _FastObserve:
@@ -79,14 +91,15 @@ class _FastObserve:
             self._native.observe(amount)
 
 
-def fast_observe(child: Any, native: NativeIndex | None = None) -> Any:
+def fast_observe(child: Any, native: NativeIndex | None = None, allowed: Allowed = compat.private_api) -> Any:
     """An object with the child's ``observe``: a ``_FastObserve`` when the layout is the known one.
 
     With ``native``, the child also keeps native (exponential) buckets, registered in that index for
     the protobuf exposition (native_histograms.py); only the fast path has them."""
-    bounds = getattr(child, "_upper_bounds", None)
-    buckets = getattr(child, "_buckets", None)
-    total = getattr(child, "_sum", None)
+    state = compat.histogram_child_state(child, allowed)
+    if state is None:
+        return child
+    bounds, buckets, total = state
     if (
         prom_values.ValueClass is prom_values.MutexValue
         and isinstance(bounds, list) and bounds and bounds[-1] == inf
@@ -96,7 +109,7 @@ def fast_observe(child: Any, native: NativeIndex | None = None) -> Any:
     ):
         nb = None
         if native is not None:
-            nb = native.attach(child._name, child._labelnames, child._labelvalues)
+            nb = native.attach(*compat.child_identity(child))
         return _FastObserve(tuple(bounds), buckets, total, nb)
     return child
 
@@ -104,9 +117,11 @@ def fast_observe(child: Any, native: NativeIndex | None = None) -> Any:
 class _Children:
     """Label-values tuple → prometheus-client child (a ``_FastObserve`` for histograms), cached."""
 
-    __slots__ = ("_cache", "_histogram", "_metric", "_native")
+    __slots__ = ("_allowed", "_cache", "_histogram", "_metric", "_native")
 
-    def __init__(self, metric: Any, native: NativeIndex | None = None) -> None:
+    def __init__(self, metric: Any, native: NativeIndex | None = None,
+                 allowed: Allowed = compat.private_api) -> None:
+        self._allowed = allowed
         self._metric = metric
         self._histogram = isinstance(metric, Histogram)
         self._native = native
@@ -118,7 +133,7 @@ class _Children:
             # A race between two threads creates the same child twice; labels() returns one object.
             child = self._metric.labels(*key)
             if self._histogram:
-                child = fast_observe(child, self._native)
+                child = fast_observe(child, self._native, self._allowed)
             self._cache[key] = child
         return child
 
@@ -152,7 +167,9 @@ class ServiceMetrics:
 
     enabled = True
 
-    def __init__(self, registry: CollectorRegistry, native: NativeIndex | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry, native: NativeIndex | None = None,
+                 allowed: Allowed = compat.private_api) -> None:
+        self.allowed = allowed
         # Native (exponential) buckets beside the classic ones on every latency histogram (issue 14):
         # served only in the protobuf exposition that Prometheus asks for (native_histograms.py).
         self.native = native
@@ -170,11 +187,11 @@ class ServiceMetrics:
         self.rules_count = _counter(c.RULES_EVALUATED, registry)
         self.decision_events = _counter(c.DECISION_EVENTS, registry)
 
-        self._http_server = _Children(self.http_server_duration, native)
+        self._http_server = _Children(self.http_server_duration, native, allowed)
         self._http_active = _Children(self.http_server_active)
-        self._http_client = _Children(self.http_client_duration, native)
-        self._db_operation = _Children(self.db_operation_duration, native)
-        self._rules_duration = _Children(self.rules_duration, native)
+        self._http_client = _Children(self.http_client_duration, native, allowed)
+        self._db_operation = _Children(self.db_operation_duration, native, allowed)
+        self._rules_duration = _Children(self.rules_duration, native, allowed)
         self._rules_count = _Children(self.rules_count)
         self._decision = _Children(self.decision_events)
         self._caches: dict[str, CacheMetrics] = {}

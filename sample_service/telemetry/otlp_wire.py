@@ -23,8 +23,9 @@ from struct import Struct
 from time import sleep
 from typing import Any
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.trace import SpanKind, StatusCode
+
+from sample_service.telemetry.compat import dropped_attributes, plain_attributes, span_fields
 
 _logger = logging.getLogger(__name__)
 
@@ -248,53 +249,40 @@ def _trace_state(ts: Any) -> str:
     return ",".join([f"{k}={v}" for k, v in ts.items()])
 
 
-def _attrs_dict(attrs: Any) -> Any:
-    """The plain dict inside the SDK's BoundedAttributes (iterating the MutableMapping costs 3x)."""
-    return attrs._dict if attrs.__class__ is BoundedAttributes else attrs
-
-
 def encode_span(span: Any) -> bytes:
-    # Private fields of the SDK's ReadableSpan (pinned SDK; the equality test guards them): the public
-    # properties copy (events/links into tuples, attributes into a MappingProxy) on every read.
-    ctx = span._context
+    ctx, parent, name, kind, start_time, end_time, attrs, events, links, status = span_fields(span)
     parts = [
         b"\x0a\x10" + ctx.trace_id.to_bytes(16, "big"),
         b"\x12\x08" + ctx.span_id.to_bytes(8, "big"),
     ]
     if ctx.trace_state:
         parts.append(_ld(b"\x1a", _str(_trace_state(ctx.trace_state))))
-    parent = span._parent
     if parent is not None:
         parts.append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-    name = span._name
     if name:
         parts.append(_ld(b"\x2a", _str(name)))
-    parts.append(_KIND[span._kind])
-    if span._start_time:
-        parts.append(b"\x39" + _FIXED64(span._start_time))
-    if span._end_time:
-        parts.append(b"\x41" + _FIXED64(span._end_time))
-    attrs = span._attributes
+    parts.append(_KIND[kind])
+    if start_time:
+        parts.append(b"\x39" + _FIXED64(start_time))
+    if end_time:
+        parts.append(b"\x41" + _FIXED64(end_time))
     if attrs:
-        parts.append(_span_attributes(_attrs_dict(attrs)))
-        # BoundedAttributes counts its drops; a LeanSpan (lean_trace.py) counts them itself
-        dropped = getattr(attrs, "dropped", 0) or getattr(span, "_dropped_attributes", 0)
+        parts.append(_span_attributes(plain_attributes(attrs)))
+        dropped = dropped_attributes(span, attrs)
         if dropped:
             parts.append(b"\x50" + _varint(dropped))
-    events = span._events
     if events:
         for event in events:
             body = b"\x09" + _FIXED64(event.timestamp) if event.timestamp else b""
             if event.name:
                 body += _ld(b"\x12", _str(event.name))
             if event.attributes:
-                body += _event_attributes(_attrs_dict(event.attributes))
+                body += _event_attributes(plain_attributes(event.attributes))
             if event.dropped_attributes:
                 body += b"\x20" + _varint(event.dropped_attributes)
             parts.append(_ld(b"\x5a", body))
         if getattr(events, "dropped", 0):
             parts.append(b"\x60" + _varint(events.dropped))
-    links = span._links
     if links:
         for link in links:
             lctx = link.context
@@ -305,14 +293,13 @@ def encode_span(span: Any) -> bytes:
                 + lctx.span_id.to_bytes(8, "big")
             )
             if link.attributes:
-                body += _link_attributes(_attrs_dict(link.attributes))
+                body += _link_attributes(plain_attributes(link.attributes))
             if link.dropped_attributes:
                 body += b"\x28" + _varint(link.dropped_attributes)
             body += b"\x35" + _FIXED32(0x300 if lctx.is_remote else 0x100)  # Link.flags = 6
             parts.append(_ld(b"\x6a", body))
         if getattr(links, "dropped", 0):
             parts.append(b"\x70" + _varint(links.dropped))
-    status = span._status
     if status is not None:
         code = _STATUS_CODE[status.status_code]
         if not code and not status.description:
@@ -345,7 +332,7 @@ def encode_log(readable: Any) -> bytes:
     parts.append(_ld(b"\x2a", any_value(rec.body)))  # always present, like the SDK's
     attrs = rec.attributes
     if attrs:
-        parts.append(_log_attributes(_attrs_dict(attrs)))
+        parts.append(_log_attributes(plain_attributes(attrs)))
         dropped = getattr(attrs, "dropped", 0)
         if dropped:
             parts.append(b"\x38" + _varint(dropped))

@@ -14,13 +14,18 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Tracer
 
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import (
+    Allowed,
+    BatchLogRecordProcessor,
+    LoggerProvider,
+    LogRecordExporter,
+)
 from sample_service.telemetry.lean_trace import lean_tracer
 
 HTTP_PROTOBUF = "http/protobuf"
@@ -59,21 +64,29 @@ def otlp_protocol(signal: str) -> str:
     )
 
 
-def otlp_span_exporter(meter_provider: MeterProvider) -> SpanExporter:
+def otlp_span_exporter(
+    meter_provider: MeterProvider, *, allowed: Allowed = compat.private_api
+) -> SpanExporter:
     if otlp_protocol("traces") == GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter(meter_provider=meter_provider)
+    if not compat.wire_encoder_usable(allowed):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(meter_provider=meter_provider)
     from sample_service.telemetry.otlp_http import WireOTLPSpanExporter
 
     return WireOTLPSpanExporter(meter_provider=meter_provider)
 
 
-def otlp_log_exporter(meter_provider: MeterProvider) -> LogRecordExporter:
+def otlp_log_exporter(
+    meter_provider: MeterProvider, *, allowed: Allowed = compat.private_api
+) -> LogRecordExporter:
     if otlp_protocol("logs") == GRPC:
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
-
-        return GrpcExporter(meter_provider=meter_provider)
+        return compat.otlp_grpc_log_exporter_class()(meter_provider=meter_provider)  # type: ignore[no-any-return]
+    if not compat.wire_encoder_usable(allowed):
+        return compat.OTLPHttpLogExporter(meter_provider=meter_provider)  # type: ignore[no-any-return]
     from sample_service.telemetry.otlp_http import WireOTLPLogExporter
 
     return WireOTLPLogExporter(meter_provider=meter_provider)
@@ -99,7 +112,9 @@ def build_logger_provider(
     return provider, processor
 
 
-def tracer_for(provider: TracerProvider, name: str, version: str | None = None) -> Tracer:
+def tracer_for(
+    provider: TracerProvider, name: str, version: str | None = None, *, allowed: Allowed = compat.private_api
+) -> Tracer:
     """``provider.get_tracer`` minus the SDK's per-span self-metrics.
 
     With OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED the SDK also counts every span start/end
@@ -113,10 +128,5 @@ def tracer_for(provider: TracerProvider, name: str, version: str | None = None) 
     disabled or non-SDK tracer is returned as is).
     """
     tracer = provider.get_tracer(name, version)
-    if hasattr(tracer, "_tracer_metrics"):
-        try:
-            from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
-        except ImportError:  # a future SDK moved it: keep the (slightly dearer) default
-            return lean_tracer(tracer)
-        tracer._tracer_metrics = NoOpTracerMetrics()
-    return lean_tracer(tracer)
+    compat.quiet_tracer_metrics(tracer, allowed)
+    return lean_tracer(tracer, allowed)

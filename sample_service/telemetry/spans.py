@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, Tracer
 
+from sample_service.telemetry import compat
+from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.lean_trace import LeanSpan
 
 _ACTIVE_TRACER: ContextVar[Tracer | None] = ContextVar("o11y_active_tracer", default=None)
@@ -84,7 +85,9 @@ def traced(name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
-def set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
+def set_clean_attributes(
+    span: Any, attributes: dict[str, Any], allowed: Allowed = compat.private_api
+) -> None:
     """``span.set_attributes(attributes)`` for values already valid (str/int/bool/float, built by us).
 
     The SDK's path re-validates every value (an ``isinstance`` cascade through the ``Sequence`` ABC)
@@ -97,14 +100,9 @@ def set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
     if span.__class__ is LeanSpan:
         span.set_clean_attributes(attributes)
         return
-    bounded = getattr(span, "_attributes", None)
-    if (
-        bounded.__class__ is BoundedAttributes
-        and bounded.max_value_len is None  # type: ignore[union-attr]
-        and (bounded.maxlen is None or len(bounded) + len(attributes) <= bounded.maxlen)  # type: ignore[union-attr]
-        and getattr(span, "_end_time", 0) is None
-    ):
-        bounded._dict.update(attributes)  # type: ignore[union-attr]
+    found = compat.bounded_attributes_dict(span, allowed)
+    if found is not None and (found[1] is None or len(found[0]) + len(attributes) <= found[1]):
+        found[0].update(attributes)
     else:
         span.set_attributes(attributes)
 
@@ -112,12 +110,11 @@ def set_clean_attributes(span: Any, attributes: dict[str, Any]) -> None:
 _ATTRIBUTE_BLIND = (sampling.StaticSampler,)
 
 
-def sampler_ignores_attributes(tracer: Any) -> bool:
+def sampler_ignores_attributes(tracer: Any, allowed: Allowed = compat.private_api) -> bool:
     """True when the tracer's sampler decides without looking at start attributes (always_on/off,
     and parent-based over those — the default): then the attributes may be set right after start."""
     sampler = getattr(tracer, "sampler", None)
     if isinstance(sampler, sampling.ParentBased):
-        delegates = (sampler._root, sampler._remote_parent_sampled, sampler._remote_parent_not_sampled,
-                     sampler._local_parent_sampled, sampler._local_parent_not_sampled)
-        return all(isinstance(d, _ATTRIBUTE_BLIND) for d in delegates)
+        delegates = compat.parent_based_delegates(sampler, allowed)
+        return delegates is not None and all(isinstance(d, _ATTRIBUTE_BLIND) for d in delegates)
     return isinstance(sampler, _ATTRIBUTE_BLIND)

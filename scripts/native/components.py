@@ -5,7 +5,7 @@ compose.yaml through compose_model + translate. What this module adds is only wh
 provides implicitly and a native process has to be told explicitly:
 
 - the image's entrypoint binary → the natively obtained binary of the same version
-  (scripts/native/obtain.py), or the venv's Python for the services built from this repo;
+  (scripts/native/obtain/), or the venv's Python for the services built from this repo;
 - OpenSearch: the image's entrypoint script turns `dotted.env.vars` into `-E` settings and keeps
   its config in /usr/share/opensearch/config; natively we do the same conversion and give it a
   config dir in the run dir, and run it as a non-root user (it refuses root);
@@ -32,12 +32,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Natively absent, said so in the printout: Grafana is AGPL ("not-to-use" here), so it is never built.
 ABSENT: dict[str, str] = {
-    "grafana": "Grafana is AGPL (not-to-use here: never built); use `docker compose up`"
+    "grafana": "Grafana is AGPL (not-to-use here: never built); use `docker compose up`",
+    # Left out on purpose: the native stack is what the tests drive, and the fault tests and the
+    # percentile harness count every request they send; background traffic would spoil the counts.
+    "loadgen": "background traffic is off natively (the tests count their own requests); "
+    "send some with `o11y load --backend native`",
 }
 
-# compose service -> the obtain.py component whose binary replaces the image's entrypoint
+# compose service -> the scripts.native.obtain component whose binary replaces the image's entrypoint
 BINARY_COMPONENTS = {"otel-collector": "otelcol", "prometheus": "prometheus"}
-# An image an override file puts in a service's place -> the obtain.py component that runs it natively.
+# An image an override file puts in a service's place -> the obtain component that runs it natively.
 # tests/compose/jaeger-for-tempo.yaml gives the `tempo` service the (local) Jaeger image: Jaeger is
 # the e2e's stand-in for Tempo (stack/jaeger/config.yaml).
 IMAGE_COMPONENTS = {"o11y-box-local/jaeger": "jaeger"}
@@ -50,7 +54,7 @@ ABSENT_UNLESS_REPLACED: dict[str, str] = {
     "Jaeger stand-in"
 }
 OPENSEARCH_HOME_IN_IMAGE = "/usr/share/opensearch"
-# The unprivileged account Postgres (scripts/native/postgres.py) and obtain.py use as well.
+# The unprivileged account Postgres (scripts/native/postgres.py) and scripts.native.obtain use as well.
 OPENSEARCH_USER = "o11y"
 
 # Environment we never inherit from the caller's shell: the component must see compose's values only.
@@ -82,7 +86,7 @@ def base_env() -> dict[str, str]:
 
 
 def native_binary(component: str) -> Path:
-    """Path of an obtained binary (OpenSearch: its home): $O11Y_<NAME>_BIN, else obtain.py's cache."""
+    """Path of an obtained binary (OpenSearch: its home): $O11Y_<NAME>_BIN, else the obtain cache."""
     override = os.environ.get(f"O11Y_{component.upper().replace('-', '_')}_BIN")
     if override:
         return Path(override)
@@ -220,7 +224,7 @@ def build_specs(model: ComposeModel, run_root: Path, only: list[str] | None = No
 
 
 def image_component(svc: Service) -> str | None:
-    """The obtain.py component for a service whose image an override replaced (else None)."""
+    """The scripts.native.obtain component for a service whose image an override replaced (else None)."""
     repo = (svc.image or "").rsplit(":", 1)[0] if ":" in (svc.image or "").rsplit("/", 1)[-1] else svc.image
     return IMAGE_COMPONENTS.get(repo or "")
 
@@ -380,7 +384,7 @@ def _readable_home(home: Path, run_root: Path) -> Path:
 
 
 def _opensearch_java_home() -> str | None:
-    """The Java obtain.py found for OpenSearch (2.x runs on 17), else JAVA_HOME, else `java` on PATH."""
+    """The Java the obtain package found for OpenSearch (2.x runs on 17), else JAVA_HOME, else `java`."""
     with contextlib.suppress(Exception):
         from scripts.native import obtain
 

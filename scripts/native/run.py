@@ -28,7 +28,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,11 +44,25 @@ from scripts.native.components import (
     absent_services,
     build_specs,
 )
+
+# Callers (tests, benchmarks, the stack CLI) import these from here as well.
+from scripts.native.processes import (  # noqa: F401
+    STOP_GRACE_S,
+    kill_group,
+    listening_sockets,
+    non_loopback,
+    port_in_use,
+    proc_start_ticks,
+    process_tree,
+    rss_bytes,
+)
+from scripts.native.processes import group_alive as _group_alive
+from scripts.native.processes import pid_alive as _pid_alive  # noqa: F401
+from scripts.native.processes import pid_runs as _pid_runs
 from scripts.native.translate import CONTRACT_PORTS, LOOPBACK, TranslateError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = "state.json"
-STOP_GRACE_S = 30.0
 
 
 class StackError(RuntimeError):
@@ -66,152 +79,6 @@ def log_tail(path: Path, lines: int = 60) -> str:
     except OSError:
         return f"(no log at {path})"
     return "\n".join(text[-lines:])
-
-
-# ------------------------------------------------------------------------------------------------
-# /proc helpers: process trees, RSS, listening sockets
-# ------------------------------------------------------------------------------------------------
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    kids = _children_map()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        if Path(f"/proc/{p}").exists():
-            out.append(p)
-            todo.extend(kids.get(p, []))
-    return out
-
-
-def rss_bytes(pid: int) -> int:
-    """Sum of VmRSS over the process tree (shared pages counted once per process, like `ps`)."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
-
-
-def _socket_inodes(pids: list[int]) -> set[str]:
-    inodes: set[str] = set()
-    for p in pids:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{p}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{p}/fd/{fd}")
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-    return inodes
-
-
-def _hex_addr(h: str) -> str:
-    addr, port = h.split(":")
-    if len(addr) == 8:
-        ip = socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1])
-    else:
-        raw = bytes.fromhex(addr)
-        ip = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
-    return f"{ip}:{int(port, 16)}"
-
-
-def listening_sockets(pid: int) -> list[str]:
-    """Every TCP listening address of the process tree, e.g. ['127.0.0.1:9090']."""
-    inodes = _socket_inodes(process_tree(pid))
-    out = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A = LISTEN
-                    out.append(_hex_addr(cols[1]))
-    return sorted(set(out))
-
-
-def non_loopback(addresses: list[str]) -> list[str]:
-    """Addresses outside loopback (Java listens on IPv4-mapped ``::ffff:127.0.0.1``: loopback too)."""
-    return [a for a in addresses if not a.startswith(("127.", "::1:", "::ffff:127."))]
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((LOOPBACK, port)) == 0
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie is not alive
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def proc_start_ticks(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot): with the pid, a unique identity."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _pid_runs(pid: int, start_ticks: int | None) -> bool:
-    """True when pid is alive *and* still the process we started (guards against pid reuse).
-
-    Not the command line: OpenSearch's launcher script execs java, so argv[0] changes.
-    """
-    return _pid_alive(pid) and proc_start_ticks(pid) == start_ticks
-
-
-def kill_group(pgid: int, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the process group, wait (bounded), then SIGKILL what is left."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.1)
-
-
-def _group_alive(pgid: int) -> bool:
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -558,6 +425,8 @@ class NativeStack:
                 if p.poll() is None
             },
             "order": self.started_order,
+            # what start_from_state needs to rebuild one component's spec (the same overrides)
+            "compose_files": [str(f) for f in self.compose_files],
             "absent": {n: sp.note for n, sp in self.specs.items() if sp.kind == "absent"},
             "postgres": (
                 {"data_dir": str(self.postgres.data_dir), "port": self.postgres.port}
@@ -616,6 +485,39 @@ def down_from_state(run_dir: Path, out: Any = sys.stdout) -> int:
         server.stop()
     path.unlink()
     return 0
+
+
+def start_from_state(run_dir: Path, name: str, out: Any = sys.stdout) -> float:
+    """Start one component of a detached stack again (after a stop or a crash) with the spec compose
+    gives it, on the same data dirs, and record the new process in the state file; returns seconds
+    until healthy. The `o11y chaos start` command; the rest of the stack is left as it is."""
+    path = run_dir / STATE_FILE
+    if not path.is_file():
+        raise StackError(f"no {STATE_FILE} in {run_dir}: no detached stack")
+    state = json.loads(path.read_text())
+    comps: dict[str, Any] = state.setdefault("components", {})
+    info = comps.get(name)
+    if info and _pid_runs(int(info["pid"]), info.get("start_ticks")):
+        raise StackError(f"{name} is running (pid {info['pid']}): stop or kill it first")
+    files = state.get("compose_files", [str(JAEGER_FOR_TEMPO)])
+    stack = NativeStack(run_dir, out=out, compose_files=[Path(f) for f in files])
+    specs = stack.prepare(only=[name])
+    if specs[name].kind not in ("daemon", "postgres"):
+        raise StackError(f"{name} is {specs[name].kind} natively: nothing to start")
+    t = time.monotonic()
+    stack.start(name)
+    if name == "postgres":
+        state["postgres"] = {"data_dir": str(stack.postgres.data_dir), "port": stack.postgres.port}
+        with contextlib.suppress(Exception):
+            atexit.unregister(stack.postgres.stop)  # it outlives this process, as after `up --detach`
+    else:
+        pid = stack.procs[name].pid
+        comps[name] = {"pid": pid, "start_ticks": proc_start_ticks(pid), "url": _url(specs[name]),
+                       "probe_url": _probe_url(specs[name])}
+    if name not in state.setdefault("order", []):
+        state["order"].append(name)
+    path.write_text(json.dumps(state, indent=2))
+    return time.monotonic() - t
 
 
 def status_from_state(run_dir: Path, out: Any = sys.stdout) -> int:

@@ -76,7 +76,7 @@ class _ExplicitSettings(Settings):
 def make_settings(database_url: str, partner_url: str = "http://127.0.0.1:9", **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": database_url, "partner_base_url": partner_url, "log_json_stdout": False,
-        "partner_timeout_s": 2.0, "shutdown_timeout_s": 3.0,
+        "partner_timeout_s": 2.0, "shutdown_timeout_s": 3.0, "telemetry_global_providers": False,
     }
     values.update(overrides)
     return _ExplicitSettings(**values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from opentelemetry.trace import SpanKind, get_current_span
 from sqlalchemy import event
 
@@ -21,6 +22,12 @@ from tests.service.test_smoke import APPLICANT
 PER_FUNCTION = ("rules.load", "profile.fetch", "partner.fetch", "rules.evaluate")
 
 
+@pytest.fixture(params=["lean", "stock"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """O11Y_TELEMETRY_MODE: the same spans, names and exemplars are owed by both (issue 12)."""
+    return str(request.param)
+
+
 def is_db_span(span: Any) -> bool:
     return span.kind is SpanKind.CLIENT and any(key.startswith("db.") for key in span.attributes or {})
 
@@ -34,9 +41,9 @@ def _ancestors(span: Any, by_id: dict[int, Any]) -> list[Any]:
 
 
 async def test_per_function_spans_nest_under_the_request_and_the_partner_hop_shares_the_trace(
-    database_url: str, partner: PartnerProcess,
+    database_url: str, partner: PartnerProcess, mode: str,
 ) -> None:
-    async with running_app(make_settings(database_url, partner.url)) as running:
+    async with running_app(make_settings(database_url, partner.url, telemetry_mode=mode)) as running:
         r = await running.client.post("/v1/evaluate", json={**APPLICANT, "user_id": 11})
         assert r.status_code == 200, r.text
         spans = running.mem.spans()
@@ -67,14 +74,15 @@ async def test_per_function_spans_nest_under_the_request_and_the_partner_hop_sha
     poll_until(lambda: trace_id in partner.output(), "the partner's access record with our trace id")
 
 
-async def test_each_statement_has_exactly_one_db_span(database_url: str, partner: PartnerProcess) -> None:
+async def test_each_statement_has_exactly_one_db_span(database_url: str, partner: PartnerProcess,
+                                                      mode: str) -> None:
     statements: list[tuple[str, str]] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         ctx = get_current_span().get_span_context()
         statements.append((format(ctx.trace_id, "032x"), statement))
 
-    async with running_app(make_settings(database_url, partner.url)) as running:
+    async with running_app(make_settings(database_url, partner.url, telemetry_mode=mode)) as running:
         event.listen(running.engine.sync_engine, "before_cursor_execute", record)
         r1 = await running.client.post("/v1/evaluate", json={**APPLICANT, "user_id": 12})  # cache miss
         r2 = await running.client.get("/v1/users/12/records", params={"limit": 4})
@@ -93,8 +101,9 @@ async def test_each_statement_has_exactly_one_db_span(database_url: str, partner
 
 
 async def test_duration_histogram_exemplar_carries_the_request_trace_id(database_url: str,
-                                                                         partner: PartnerProcess) -> None:
-    async with running_app(make_settings(database_url, partner.url)) as running:
+                                                                         partner: PartnerProcess,
+                                                                         mode: str) -> None:
+    async with running_app(make_settings(database_url, partner.url, telemetry_mode=mode)) as running:
         r = await running.client.post("/v1/evaluate", json={**APPLICANT, "user_id": 13})
         assert r.status_code == 200
         trace_id = r.json()["trace_id"]

@@ -31,7 +31,7 @@ def binary(name: str) -> Path:
     try:
         from scripts.native import obtain
     except ImportError as exc:  # pragma: no cover - the module is part of the repo
-        pytest.fail(f"scripts/native/obtain.py cannot be imported ({exc}); cannot locate {name}")
+        pytest.fail(f"scripts.native.obtain cannot be imported ({exc}); cannot locate {name}")
     try:
         path = Path(obtain.cached_path(name, repo_root=REPO))
     except obtain.NotObtained as exc:

@@ -1,4 +1,4 @@
-"""scripts/native/obtain.py without the network: pins, the builder manifest, cache keys, atomic cache."""
+"""scripts/native/obtain/ without the network: pins, the builder manifest, cache keys, atomic cache."""
 
 from __future__ import annotations
 
@@ -48,11 +48,13 @@ def test_env_pins_parse(pins: dict[str, str]) -> None:
 
 
 def test_no_agpl_component_is_obtainable() -> None:
-    """Tempo, Grafana and Loki are AGPL ("not-to-use"): obtain.py has no way to build or fetch them."""
+    """Tempo, Grafana and Loki are AGPL ("not-to-use"): scripts.native.obtain cannot build or fetch them."""
     for name in ("tempo", "grafana", "loki"):
         with pytest.raises(ValueError, match="unknown component"):
             obtain.canonical(name)
-    text = (REPO_ROOT / "scripts" / "native" / "obtain.py").read_text()
+    sources = sorted((REPO_ROOT / "scripts" / "native" / "obtain").glob("*.py"))
+    assert len(sources) > 10, sources  # the package, not a path that no longer exists
+    text = "".join(p.read_text() for p in sources)
     for module in ("github.com/grafana/tempo", "github.com/grafana/grafana", "github.com/grafana/loki"):
         assert module not in text, module
 
@@ -126,7 +128,7 @@ def test_builder_config_has_the_components_the_collector_config_needs() -> None:
     modules = obtain.builder_config_modules(CONFIG)
     for suffix in NEEDED_MODULES:
         assert any(m.endswith(suffix) for m in modules), suffix
-    assert obtain._dist_name(CONFIG) == "otelcol-o11y"
+    assert obtain.dist_name(CONFIG) == "otelcol-o11y"
 
 
 def test_compose_check_manifest_is_the_native_one_minus_opensearch() -> None:
@@ -134,7 +136,7 @@ def test_compose_check_manifest_is_the_native_one_minus_opensearch() -> None:
     native = {m.rsplit("/", 1)[-1] for m in obtain.builder_config_modules(CONFIG)}
     check = {m.rsplit("/", 1)[-1] for m in obtain.builder_config_modules(COMPOSE_CHECK)}
     assert check == native - {"opensearchexporter"}
-    assert obtain._dist_name(COMPOSE_CHECK) == "otelcol-o11y-compose-check"
+    assert obtain.dist_name(COMPOSE_CHECK) == "otelcol-o11y-compose-check"
 
 
 def test_collector_cache_key_changes_with_builder_config(
@@ -247,10 +249,10 @@ def test_cache_entry_is_atomic_and_idempotent(tmp_path: Path, monkeypatch: pytes
         (tmp / "thing").write_text("#!/bin/sh\n")
         return {"thing": "thing"}, {"k": "v"}, None
 
-    got = obtain._build_cached("thing", final, "1.0", build)
+    got = obtain.build_cached("thing", final, "1.0", build)
     assert got.binary == final / "thing" and got.extra == {"k": "v"} and not got.cached
     assert (final / obtain.MARKER).is_file() and (final / "build.log").is_file()
-    again = obtain._build_cached("thing", final, "1.0", build)
+    again = obtain.build_cached("thing", final, "1.0", build)
     assert again.cached and len(calls) == 1
 
     def broken(tmp: Path, log: Path):
@@ -258,7 +260,7 @@ def test_cache_entry_is_atomic_and_idempotent(tmp_path: Path, monkeypatch: pytes
         raise obtain.ObtainError("boom")
 
     with pytest.raises(obtain.ObtainError):
-        obtain._build_cached("broken", tmp_path / "broken-1", "1", broken)
+        obtain.build_cached("broken", tmp_path / "broken-1", "1", broken)
     assert not (tmp_path / "broken-1").exists()
     assert not list(tmp_path.glob(".tmp-broken-1-*"))
     assert (tmp_path / "broken-1.log").is_file()  # the log survives a failure

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.native import compose_model, health
+from scripts.native import compose_model, compose_spec, health
 from scripts.native.components import JAEGER_FOR_TEMPO, absent_services, build_specs, image_component
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,10 +47,10 @@ def test_override_merges_like_compose() -> None:
 
 
 def test_merge_layers_rules() -> None:
-    load = lambda text: yaml.load(text, Loader=compose_model._ComposeLoader)  # noqa: E731
+    load = lambda text: yaml.load(text, Loader=compose_spec.ComposeLoader)  # noqa: E731
     base = load("s: {command: [a, b], ports: [p1], build: {context: .}, hc: {test: [x], interval: 5s}}")
     layer = load("s: {command: [c], ports: [p2, p1], build: !reset null, hc: !override {test: [y]}}")
-    assert compose_model.merge_layers(base, layer) == {
+    assert compose_spec.merge_layers(base, layer) == {
         "s": {"command": ["c"], "ports": ["p1", "p2"], "hc": {"test": ["y"]}}
     }
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from scripts.native import compose_model
+from scripts.native import compose_model, compose_spec
 from scripts.native.components import ABSENT, JAEGER_FOR_TEMPO, image_component
 from scripts.native.translate import (
     CONTRACT_PORTS,
@@ -135,7 +135,8 @@ def test_every_peer_reference_is_rewritten(model: compose_model.ComposeModel, tm
     kinds = {r.kind for r in rewrites}
     assert kinds == {"host", "path", "bind"}, kinds
     olds = {r.old for r in rewrites if r.kind == "host"}
-    assert {"tempo:4319", "opensearch:9200", "sample-service:8000", "otel-collector:8889"} <= olds
+    # prometheus:9090: the collector's span-metrics push (otlphttp/prometheus) names Prometheus
+    assert {"tempo:4319", "opensearch:9200", "sample-service:8000", "prometheus:9090"} <= olds
 
 
 @pytest.mark.parametrize(
@@ -179,12 +180,12 @@ def test_port_outside_the_contract_is_an_error() -> None:
     ],
 )
 def test_fallback_interpolation(text: str, env: dict[str, str], expected: str) -> None:
-    assert compose_model.interpolate(text, env) == expected
+    assert compose_spec.interpolate(text, env) == expected
 
 
 def test_fallback_interpolation_required_variable() -> None:
     with pytest.raises(compose_model.ComposeError, match="set it"):
-        compose_model.interpolate("${A:?set it}", {})
+        compose_spec.interpolate("${A:?set it}", {})
 
 
 def test_start_order_follows_depends_on(model: compose_model.ComposeModel) -> None:

@@ -17,14 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import QueuePool
 
 from sample_service.telemetry import catalog
-from tests.unit.test_telemetry_support import Rig, make_rig, poll_until
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    rig = make_rig()
-    yield rig
-    rig.tel.shutdown()
+from tests.unit.test_telemetry_support import Rig, poll_until
 
 
 @pytest.fixture

@@ -47,7 +47,8 @@ async def test_traced_functions_run_bare_without_an_active_tracer() -> None:
 
 
 def test_metrics_only_mode_has_no_tracer_provider_but_records() -> None:
-    tel = setup_telemetry(Settings(traces_enabled=False, logs_enabled=False, log_json_stdout=False))
+    tel = setup_telemetry(Settings(traces_enabled=False, logs_enabled=False, log_json_stdout=False,
+                                   telemetry_global_providers=False))
     try:
         assert tel.tracer_provider is None and tel.logger_provider is None
         app = FastAPI()

@@ -45,7 +45,8 @@ def test_every_span_is_exported_or_counted_dropped(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
     exporter = GatedExporter()
-    tel = setup_telemetry(Settings(shutdown_timeout_s=2.0, log_json_stdout=False, logs_enabled=False),
+    tel = setup_telemetry(Settings(shutdown_timeout_s=2.0, log_json_stdout=False, logs_enabled=False,
+                                   telemetry_global_providers=False),
                           span_exporter=exporter)
     try:
         processor = tel.tracer_provider._active_span_processor._span_processors[0]  # type: ignore[union-attr]

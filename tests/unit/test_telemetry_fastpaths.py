@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
@@ -11,14 +9,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from sample_service.telemetry import catalog
 from sample_service.telemetry.logs import ACCESS_LOGGER
 from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
-from tests.unit.test_telemetry_support import Rig, build_app, client_for, make_rig, poll_until
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    rig = make_rig()
-    yield rig
-    rig.tel.shutdown()
+from tests.unit.test_telemetry_support import Rig, build_app, client_for, poll_until
 
 
 def test_clean_attributes_land_like_set_attributes() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,13 +11,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from sample_service.telemetry import catalog
 from tests.unit.test_telemetry_support import Rig, client_for, make_rig
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    rig = make_rig()
-    yield rig
-    rig.tel.shutdown()
 
 
 def build_pair(rig: Rig) -> FastAPI:

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import orjson
 import pytest
 
 from sample_service.telemetry import catalog
 from sample_service.telemetry.logs import ACCESS_LOGGER
-from tests.unit.test_telemetry_support import Rig, build_app, client_for, make_rig, poll_until
-
-
-@pytest.fixture
-def rig() -> Iterator[Rig]:
-    rig = make_rig()
-    yield rig
-    rig.tel.shutdown()
+from tests.unit.test_telemetry_support import Rig, build_app, client_for, poll_until
 
 
 def exported_logs(rig: Rig, at_least: int) -> list:

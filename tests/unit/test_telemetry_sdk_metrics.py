@@ -25,7 +25,8 @@ def test_sdk_metrics_exposed_with_catalog_names_and_drops_show(monkeypatch: pyte
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
     monkeypatch.setenv("OTEL_BLRP_MAX_QUEUE_SIZE", "8")
     monkeypatch.setenv("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "2")
-    tel = setup_telemetry(Settings(shutdown_timeout_s=1.0, log_json_stdout=False))
+    tel = setup_telemetry(Settings(shutdown_timeout_s=1.0, log_json_stdout=False,
+                                   telemetry_global_providers=False))
     try:
         import logging
 

@@ -31,7 +31,8 @@ async def test_dead_collector_never_blocks_requests_and_shutdown_is_bounded(
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "50")
 
-    tel = setup_telemetry(Settings(shutdown_timeout_s=SHUTDOWN_BOUND_S, log_json_stdout=False))
+    tel = setup_telemetry(Settings(shutdown_timeout_s=SHUTDOWN_BOUND_S, log_json_stdout=False,
+                                   telemetry_global_providers=False))
     assert len(tel._exporters) == 2
     export_threads: dict[str, list[int]] = {}
     for exporter in tel._exporters:
@@ -73,7 +74,8 @@ def test_unbounded_sdk_shutdown_would_exceed_the_bound(monkeypatch: pytest.Monke
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{unused_port()}")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     tel = setup_telemetry(
-        Settings(shutdown_timeout_s=SHUTDOWN_BOUND_S, log_json_stdout=False, logs_enabled=False)
+        Settings(shutdown_timeout_s=SHUTDOWN_BOUND_S, log_json_stdout=False, logs_enabled=False,
+                 telemetry_global_providers=False)
     )
     assert tel.tracer_provider is not None
     exported = threading.Event()
@@ -108,7 +110,8 @@ async def test_shutdown_with_nothing_listening_does_not_wait_out_the_budget(
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     assert collector_refuses_connections()
     budget = 6.0
-    tel = setup_telemetry(Settings(shutdown_timeout_s=budget, log_json_stdout=False))
+    tel = setup_telemetry(Settings(shutdown_timeout_s=budget, log_json_stdout=False,
+                                   telemetry_global_providers=False))
     async with client_for(build_app(tel)) as client:
         for i in range(10):
             assert (await client.get(f"/items/{i}")).status_code == 200

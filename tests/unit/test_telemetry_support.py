@@ -22,7 +22,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from sample_service.settings import Settings
-from sample_service.telemetry import Telemetry, setup_telemetry, span, traced
+from sample_service.telemetry import FASTAPI_NATIVE_TELEMETRY_OFF, Telemetry, setup_telemetry, span, traced
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -48,6 +48,7 @@ class Rig:
 
 def make_rig(**settings: Any) -> Rig:
     spans, logs, stdout = InMemorySpanExporter(), InMemoryLogRecordExporter(), io.BytesIO()
+    settings.setdefault("telemetry_global_providers", False)
     tel = setup_telemetry(Settings(**settings), span_exporter=spans, log_exporter=logs, log_stream=stdout)
     return Rig(tel, spans, logs, stdout)
 
@@ -64,11 +65,11 @@ async def fetch(x: int) -> int:
         return compute(x) + 1
 
 
-def build_app(tel: Telemetry) -> FastAPI:
+def build_app(tel: Telemetry, **instrument: Any) -> FastAPI:
     import logging
 
     log = logging.getLogger("tests.demo")
-    app = FastAPI()
+    app = FastAPI(telemetry=FASTAPI_NATIVE_TELEMETRY_OFF)
 
     @app.get("/items/{item_id}")
     async def item(item_id: int) -> dict[str, int]:
@@ -102,7 +103,7 @@ def build_app(tel: Telemetry) -> FastAPI:
         body, content_type = tel.metrics_response(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
-    tel.instrument_app(app)
+    tel.instrument_app(app, **instrument)
     return app
 
 
