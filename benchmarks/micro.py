@@ -7,15 +7,24 @@ start+end (on the event loop), one histogram observe with exemplar, one access r
 and, later on background threads that still need the GIL, the access record's JSON line and OTel
 translation, the span's and the record's OTLP protobuf encoding. This puts a number on each, so a
 profile's percentages can be read as microseconds. Printed, never asserted.
+
+Last, an interleaved A/B of native histograms (``O11Y_NATIVE_HISTOGRAMS``, issue 14): a request's
+metric recording (server histogram + three DB statements + the rule-set histogram, the evaluate
+route's shape) and one /metrics body, each with native buckets off and on, the arms alternating
+(ABBA) ``--pairs`` times in the same process; per pair the on/off ratio, reported as a range.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import math
+import random
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from opentelemetry.context import attach, detach
@@ -26,11 +35,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, set_span_in_context
 from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from benchmarks.app import HashOnceResource
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import JsonLinesFormatter, TraceContextLoggingHandler
 from sample_service.telemetry.metrics import ServiceMetrics
+from sample_service.telemetry.native_histograms import NativeIndex, encode_protobuf
 from sample_service.telemetry.providers import build_resource, tracer_for
 
 
@@ -44,7 +55,72 @@ def _time(fn: Callable[[], Any], n: int) -> float:
     return statistics.median(runs)
 
 
-def main() -> int:
+def _request_metrics(
+    metrics: ServiceMetrics, seconds: list[float], ex: dict[str, str] | None
+) -> Callable[[], None]:
+    """One evaluate request's metric recording, the durations cycling through ``seconds``."""
+    n = len(seconds)
+    state = [0]
+
+    def run() -> None:
+        i = state[0] = (state[0] + 1) % n
+        d = seconds[i]
+        for op in ("SELECT", "SELECT", "INSERT"):
+            metrics.db_operation("postgresql", op, d / 20, ex)
+        metrics.rules_evaluated("standard", "approve", d / 50, 12, ex)
+        metrics.http_server_request("POST", "/v1/evaluate", "200", "", d, ex)
+
+    return run
+
+
+def native_histograms_ab(pairs: int, ex: dict[str, str] | None) -> list[str]:
+    """Native buckets off (A) vs on (B), interleaved ABBA in one process; lines to print."""
+    rng = random.Random(14)
+    # Log-uniform 100 us .. 2 s: every observe lands in a different native bucket, as in real traffic.
+    seconds = [math.exp(rng.uniform(math.log(1e-4), math.log(2.0))) for _ in range(4096)]
+    arms: dict[str, tuple[Callable[[], None], Callable[[], bytes]]] = {}
+    for name, native in (("off", None), ("on", NativeIndex())):
+        registry = CollectorRegistry()
+        metrics = ServiceMetrics(registry, native)
+        record = _request_metrics(metrics, seconds, ex)
+        for _ in range(20_000):  # every child and native bucket the run will touch exists already
+            record()
+        # What Prometheus gets: OpenMetrics without native buckets, the protobuf format with them.
+        scrape: Callable[[], bytes] = (
+            partial(openmetrics_latest, registry)
+            if native is None
+            else partial(encode_protobuf, registry, native)
+        )
+        arms[name] = (record, scrape)
+    per_request: dict[str, list[float]] = {"off": [], "on": []}
+    per_scrape: dict[str, list[float]] = {"off": [], "on": []}
+    for i in range(pairs):
+        for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+            record, scrape = arms[name]
+            per_request[name].append(_time(record, 20_000))
+            per_scrape[name].append(_time(scrape, 50))
+    lines = [f"native histograms off vs on, interleaved ABBA, {pairs} pairs (µs, median of 5 per run):"]
+    cases = (("request's metric recording (5 observes)", per_request), ("/metrics body", per_scrape))
+    for what, runs in cases:
+        ratios = sorted(b / a for a, b in zip(runs["off"], runs["on"], strict=True))
+        off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+        lines.append(
+            f"  {what}: off {off:.2f} µs, on {on:.2f} µs (+{on - off:.2f} µs); on/off per pair "
+            f"{ratios[0]:.2f}-{ratios[-1]:.2f}, median {statistics.median(ratios):.2f}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=7, help="A/B pairs of the native-histograms arm")
+    ap.add_argument("--only-native", action="store_true", help="run the native-histograms arm only")
+    args = ap.parse_args(argv)
+    if args.only_native:
+        tracer = TracerProvider(shutdown_on_exit=False).get_tracer("bench")
+        for line in native_histograms_ab(args.pairs, exemplar_for(tracer.start_span("x"))):
+            print(line)
+        return 0
     resource = build_resource("sample-service", "bench")
     results: list[tuple[str, float]] = []
 
@@ -169,6 +245,8 @@ def main() -> int:
     print(f"python {sys.version.split()[0]}; µs per item, median of 5 repeats")
     for name, us in results:
         print(f"  {name:<{width}}  {us:8.2f} µs")
+    for line in native_histograms_ab(args.pairs, ex):
+        print(line)
     return 0
 
 

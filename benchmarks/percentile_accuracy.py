@@ -23,8 +23,27 @@ really covered: from the first to the last raw scrape sample inside ``(t - range
 Prometheus. So "exact" and "panel" describe the same set of requests, background traffic included.
 Client-side quantiles (what the load generator measured) are reported beside them.
 
-Exact quantiles: linear interpolation between order statistics (numpy's default). Relative error:
-``(panel - exact) / exact``.
+The Functions panels (the collector's span metrics, one series per span name) are compared in the same
+way with the exact durations of that span name's spans in the trace store (Jaeger's query API on the
+tempo port), the window given by the raw samples of the span name's call counter (pushed over OTLP
+every flush, or scraped by a stack that still pulls span metrics), so a ``--before-ref`` stack that
+serves classic span metrics is measured by the same code. In the panel's window that set is only
+approximate: a span reaches the connector up to the SDK's 5 s batch delay after it ends and is counted
+at the next 15 s flush, so at a steady rate many lags give the right count and none picks the right
+spans. Each span-metrics panel is therefore also run over the whole phase (its range selector set to
+reach from the last flush before the phase to the first one that holds all of it, evaluated there):
+that set is exact — every span of the name the phase produced, checked against the histogram's
+count — and those rows ("whole phase") are the ones summarised and bounded. Span names with fewer
+than ``MIN_SPANS`` spans are reported but left out of the summary (a p99 of a handful of spans says
+nothing about the histogram).
+
+Exact quantiles: the value at rank ``q · n`` — the smallest observation with at least ``q · n``
+observations at or below it (numpy's ``inverted_cdf``), which is the quantile ``histogram_quantile``
+estimates (it finds the bucket holding rank ``q · count``; a histogram cannot interpolate across a gap
+between two observations). Relative error: ``(panel - exact) / exact``. The linear interpolation
+between order statistics (numpy's default) is kept beside it in the JSON (``exact_linear``): in a
+40 s window a p99 rests on the top two or three requests, and where a sparse tail leaves a gap
+between them the two definitions differ by the gap, not by anything the histogram did.
 
 Output: a shape x panel x quantile table on stdout, ``benchmarks/results/percentile-accuracy-<ts>.json``
 and ``.png`` (matplotlib). Nothing asserts on a time; ``tests/stack/test_percentile_accuracy.py``
@@ -61,6 +80,7 @@ QUANTILES = (0.5, 0.9, 0.95, 0.99)
 SCRAPE_INTERVAL_S = 10.0  # stack/prometheus/prometheus.yml global scrape_interval
 DEFAULT_RANGE = "1h"  # every dashboard's default time range (dashboards/common.py)
 BOUND = 0.05  # issue 14's target: |relative error| <= 5 %
+MIN_SPANS = 50  # span names with fewer spans in a window are reported, not summarised
 JOB = "sample-service"
 EVALUATE = "/v1/evaluate"
 RECORDS = "/v1/users/{user_id}/records"
@@ -76,6 +96,7 @@ class Endpoints:
     service: str = "http://127.0.0.1:8000"
     prometheus: str = "http://127.0.0.1:9090"
     opensearch: str = "http://127.0.0.1:9200"
+    trace_store: str = "http://127.0.0.1:3200"  # Jaeger's query API (Tempo's port) in the e2e stack
 
 
 # --- panels -------------------------------------------------------------------------------------
@@ -187,6 +208,14 @@ def query_window_s(expr: str) -> float:
 
 # --- exact quantiles ----------------------------------------------------------------------------
 def exact_quantile(values: list[float], q: float) -> float:
+    """The observation at rank ``q · n`` (numpy's 'inverted_cdf'): what ``histogram_quantile`` estimates."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    return xs[max(0, math.ceil(q * len(xs) - 1e-9) - 1)]
+
+
+def linear_quantile(values: list[float], q: float) -> float:
     """Linear interpolation between order statistics (numpy's default 'linear' method)."""
     if not values:
         return math.nan
@@ -220,10 +249,37 @@ class Backends:
             raise RuntimeError(f"{query}: {body}")
         return list(body["data"]["result"])
 
+    def sample_times(self, selector: str, since_s: float, at: float) -> list[float]:
+        """Timestamps of the raw samples of ``selector`` in ``(at - since_s, at]``."""
+        res = self.prom(f"{selector}[{max(1, math.ceil(since_s))}s]", at)
+        return sorted({float(ts) for s in res for ts, _ in s.get("values") or []})
+
     def scrape_times(self, job: str, since_s: float, at: float) -> list[float]:
         """Timestamps of the job's scrapes in ``(at - since_s, at]`` (raw samples of its ``up``)."""
-        res = self.prom(f'up{{job="{job}"}}[{max(1, math.ceil(since_s))}s]', at)
-        return sorted({float(ts) for s in res for ts, _ in s.get("values") or []})
+        return self.sample_times(f'up{{job="{job}"}}', since_s, at)
+
+    def span_records(
+        self, start: float, end: float, limit: int = 50_000
+    ) -> dict[str, list[tuple[float, float]]]:
+        """{span name: [(end time s, duration s), …] in end-time order} of the service's spans that started
+        in ``(start, end]``, from the trace store (the durations the span-metrics connector observed)."""
+        r = self.client.get(
+            f"{self.ep.trace_store}/api/traces",
+            params={"service": JOB, "start": int(start * 1e6), "end": int(end * 1e6), "limit": limit},
+            timeout=120.0,
+        )
+        r.raise_for_status()
+        out: dict[str, list[tuple[float, float]]] = {}
+        for trace in r.json().get("data") or []:
+            processes = trace.get("processes") or {}
+            for span in trace.get("spans") or []:
+                if (processes.get(span.get("processID")) or {}).get("serviceName") != JOB:
+                    continue
+                begin_us, dur_us = float(span["startTime"]), float(span["duration"])
+                out.setdefault(span["operationName"], []).append(((begin_us + dur_us) / 1e6, dur_us / 1e6))
+        for spans in out.values():
+            spans.sort()
+        return out
 
     def access_records(
         self, route: str | None, start: float, end: float, limit: int = 200_000
@@ -442,6 +498,8 @@ class PanelResult:
     exact: float
     rel_error: float | None
     client: float | None  # client-side quantile over the same time window (the shape's own requests)
+    exact_linear: float = math.nan  # the same durations' quantile by linear interpolation (see above)
+    scope: str = "panel"  # "panel": the panel's own window; "phase": span metrics over the whole phase
 
 
 @dataclass
@@ -459,7 +517,8 @@ class PhaseResult:
     durations: list[float] = field(default_factory=list)  # the route's exact durations (for the plot)
 
     def worst(self, panel_filter: Callable[[str], bool] = lambda _k: True) -> float | None:
-        errs = [abs(r.rel_error) for r in self.rows if r.rel_error is not None and panel_filter(r.panel)]
+        errs = [abs(r.rel_error) for r in self.rows if r.rel_error is not None and _summarised(r)
+                and panel_filter(r.panel)]
         return max(errs) if errs else None
 
 
@@ -467,9 +526,6 @@ def _series_route(metric: dict[str, str], pq: PanelQuery) -> str | None:
     """Which route a result series stands for; '' for an all-routes aggregate; None: not a route."""
     if catalog.L.HTTP_ROUTE in metric:
         return metric[catalog.L.HTTP_ROUTE]
-    if catalog.L.SPAN_NAME in metric:
-        method, _, route = metric[catalog.L.SPAN_NAME].partition(" ")
-        return route if method.isupper() and route.startswith("/") else None
     return "" if pq.metric == catalog.HTTP_SERVER_DURATION.prom else None
 
 
@@ -499,6 +555,8 @@ def run_phase(
 ) -> PhaseResult:
     be = Backends(ep)
     try:
+        if any(pq.metric == catalog.SPAN_DURATION.prom for pq in queries):
+            prime_span_metrics(be, ep, shape, log)
         log(f"[{shape.name}] {shape.description}: {seconds:.0f}s of load")
         started = time.time()
         samples = drive(ep, shape, seconds)
@@ -519,6 +577,7 @@ def run_phase(
         for q in QUANTILES:
             phase.exact[f"p{round(q * 100)}"] = exact_quantile(phase.durations, q)
         records: dict[str | None, list[tuple[float, float]]] = {}
+        spans_by_name: dict[str, list[tuple[float, float]]] | None = None
         for pq in queries:
             expr = interpolate(pq.expr, clean_s)
             if pq.window:
@@ -528,8 +587,15 @@ def run_phase(
             else:
                 window = query_window_s(expr)
             spans = pq.metric == catalog.SPAN_DURATION.prom
-            job = "spanmetrics" if spans else JOB
             result = be.prom(expr, t_eval)
+            if spans:
+                if spans_by_name is None:
+                    spans_by_name = be.span_records(t_eval - clean_s - 150, t_eval + 5)
+                for series in result:
+                    row = _span_row(be, pq, series, window, t_eval, spans_by_name, samples)
+                    if row is not None:
+                        phase.rows.append(row)
+                continue
             for series in result:
                 labels = series.get("metric") or {}
                 route = _series_route(labels, pq)
@@ -540,22 +606,17 @@ def run_phase(
                     raw = be.prom(f'{pq.expr}{{http_route="{route}"}}[30s]', t_eval)
                     if raw and raw[0].get("values"):
                         t_end = float(raw[0]["values"][-1][0])
-                inside = be.scrape_times(job, window, t_end)
+                inside = be.scrape_times(JOB, window, t_end)
                 t_first = inside[0] if inside else t_end - window
                 t_end = inside[-1] if inside else t_end  # a rule's window ends at its last scrape
-                if spans:
-                    count_expr = (f'sum({catalog.SPAN_CALLS.prom}{{service_name="{JOB}",'
-                                  f'span_name="{labels[catalog.L.SPAN_NAME]}"}})')
-                else:
-                    match = f',http_route="{route}"' if route else ""
-                    count_expr = f'sum({catalog.HTTP_SERVER_DURATION.count}{{job="{JOB}"{match}}})'
-                counted = be.counted(count_expr, t_first, t_end)
-                # Span metrics trail the requests (export delay + 15 s flush): records come earlier.
-                lags = (-40.0, 1.0) if spans else (-0.5, 3.0)
+                match = f',http_route="{route}"' if route else ""
+                counted = be.counted(
+                    f'sum({catalog.HTTP_SERVER_DURATION.count}{{job="{JOB}"{match}}})', t_first, t_end
+                )
                 key = route or None
                 if key not in records:
                     records[key] = be.access_records(key, t_eval - clean_s - 150, t_eval + 5)
-                lag, durations = fit_window(records[key], t_first, t_end, counted, lags)
+                lag, durations = fit_window(records[key], t_first, t_end, counted)
                 exact = exact_quantile(durations, pq.quantile)
                 value = float(series["value"][1])
                 client = [s.seconds for s in samples if t_first + lag < s.end <= t_end + lag]
@@ -563,10 +624,142 @@ def run_phase(
                     pq.key, pq.quantile, route, window, len(durations), counted, lag,
                     value if math.isfinite(value) else None, exact, relative_error(value, exact),
                     exact_quantile(client, pq.quantile) if client else None,
+                    linear_quantile(durations, pq.quantile),
                 ))
+        span_queries = [pq for pq in queries if pq.metric == catalog.SPAN_DURATION.prom]
+        if span_queries:
+            phase.rows += whole_phase_span_rows(be, span_queries, started, stopped, log)
         return phase
     finally:
         be.close()
+
+
+def _span_row(
+    be: Backends,
+    pq: PanelQuery,
+    series: dict[str, Any],
+    window: float,
+    t_eval: float,
+    spans_by_name: dict[str, list[tuple[float, float]]],
+    samples: list[ClientSample],
+) -> PanelResult | None:
+    """One span name's percentile against the exact durations of its spans in the trace store.
+
+    The window is the raw samples of the span name's call counter inside the query's range: pushed
+    (OTLP, one sample per connector flush) or scraped, the counter and the histogram share them."""
+    name = (series.get("metric") or {}).get(catalog.L.SPAN_NAME)
+    if not name or name not in spans_by_name:
+        return None
+    calls = f'{catalog.SPAN_CALLS.prom}{{service_name="{JOB}",span_name="{name}"}}'
+    inside = be.sample_times(calls, window, t_eval)
+    if len(inside) < 2:
+        return None
+    t_first, t_end = inside[0], inside[-1]
+    counted = be.counted(f"sum({calls})", t_first, t_end)
+    # Span metrics trail the spans (export delay + the connector's 15 s flush): spans end earlier.
+    lag, durations = fit_window(spans_by_name[name], t_first, t_end, counted, (-40.0, 1.0))
+    exact = exact_quantile(durations, pq.quantile)
+    value = float(series["value"][1])
+    method, _, route = name.partition(" ")
+    server = method.isupper() and route.startswith("/")
+    client = [s.seconds for s in samples if t_first + lag < s.end <= t_end + lag] if server else []
+    return PanelResult(
+        pq.key, pq.quantile, name, window, len(durations), counted, lag,
+        value if math.isfinite(value) else None, exact, relative_error(value, exact),
+        exact_quantile(client, pq.quantile) if client else None,
+        linear_quantile(durations, pq.quantile),
+    )
+
+
+def prime_span_metrics(
+    be: Backends, ep: Endpoints, shape: Shape, log: Callable[[str], None], timeout_s: float = 90.0
+) -> None:
+    """Make sure the route's span-metric series have a sample before the phase starts.
+
+    A series is born with its first span, and the increase a range query sees starts at its first
+    sample: without one before the load, the whole-phase rows would miss the first flush's spans.
+    One request of the route (no scenario), then wait for the flush that holds it (bounded)."""
+    server_span = f"POST {EVALUATE}" if shape.route == EVALUATE else f"GET {RECORDS}"
+    calls = f'{catalog.SPAN_CALLS.prom}{{service_name="{JOB}",span_name="{server_span}"}}'
+    if be.sample_times(calls, 60, time.time()):
+        return  # series from an earlier phase are re-sent every flush until they expire (10 min)
+    with httpx.Client(base_url=ep.service, timeout=10.0) as client:
+        if shape.route == EVALUATE:
+            client.post(EVALUATE, json=_evaluate_body(random.Random(0), 2000)).raise_for_status()
+        else:
+            client.get("/v1/users/1/records", params={"limit": 5}).raise_for_status()
+    sent = time.time()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        times = be.sample_times(calls, 120, time.time())
+        if times and times[-1] >= sent + 21.0:  # the SDK's batch delay + the connector's flush
+            return
+        time.sleep(3.0)
+    log(f"[{shape.name}] no span-metrics sample within {timeout_s:g}s of a priming request")
+
+
+def whole_phase_span_rows(
+    be: Backends,
+    queries: list[PanelQuery],
+    started: float,
+    stopped: float,
+    log: Callable[[str], None] = print,
+    settle_s: float = 30.0,
+) -> list[PanelResult]:
+    """The span-metrics panels over the whole phase, against every span of the name it produced.
+
+    ``settle_s`` after the load: the SDK's batch delay (5 s), the connector's flush (15 s) and, for a
+    stack that scrapes span metrics, one scrape more."""
+    calls_all = f'{catalog.SPAN_CALLS.prom}{{service_name="{JOB}"}}'
+    deadline = time.monotonic() + settle_s + 90.0
+    while True:
+        times = be.sample_times(calls_all, 900, time.time())
+        if times and times[-1] >= stopped + settle_s:
+            break
+        if time.monotonic() > deadline:
+            log(f"no span-metrics sample {settle_s:g}s after the phase: no whole-phase span rows")
+            return []
+        time.sleep(3.0)
+    t_end = min(t for t in times if t >= stopped + settle_s)
+    before = [t for t in times if t <= started]
+    if not before:
+        log("no span-metrics sample before the phase: no whole-phase span rows")
+        return []
+    t0 = before[-1]
+    window = math.ceil(t_end - t0) + 1  # reaches t0's sample, not the one before it (>= 10 s apart)
+    spans_by_name = be.span_records(t0 - 10.0, t_end)
+    rows: list[PanelResult] = []
+    for pq in queries:
+        expr = _RANGE_RE.sub(f"[{window}s]", interpolate(pq.expr, window))
+        for series in be.prom(expr, t_end):
+            name = (series.get("metric") or {}).get(catalog.L.SPAN_NAME)
+            if not name or name not in spans_by_name:
+                continue
+            calls = f'sum({catalog.SPAN_CALLS.prom}{{service_name="{JOB}",span_name="{name}"}})'
+            counted = be.counted(calls, t0, t_end)
+            # Every span the connector counted between the two samples ended after t0 minus the batch
+            # delay (nothing of the previous phase is that late: the phases are > settle_s apart).
+            durations = [d for end, d in spans_by_name[name] if t0 - 6.0 < end <= t_end]
+            exact = exact_quantile(durations, pq.quantile)
+            value = float(series["value"][1])
+            rows.append(PanelResult(
+                pq.key, pq.quantile, name, float(window), len(durations), counted, 0.0,
+                value if math.isfinite(value) else None, exact, relative_error(value, exact), None,
+                linear_quantile(durations, pq.quantile), scope="phase",
+            ))
+    return rows
+
+
+def _summarised(r: PanelResult) -> bool:
+    """Rows the summary and the bound speak for. Span metrics: the whole-phase rows whose exact set
+    is the histogram's (the same count, give or take one span in 500: a span the trace store has
+    not indexed yet moves no quantile), of span names with ``MIN_SPANS`` spans."""
+    if r.rel_error is None:
+        return False
+    if "functions |" not in r.panel:
+        return True
+    same_set = r.counted is not None and abs(r.counted - r.requests) <= max(1, r.requests // 500)
+    return r.scope == "phase" and r.requests >= MIN_SPANS and same_set
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -577,11 +770,17 @@ def _short(panel_key: str) -> str:
 
 def table(phases: list[PhaseResult]) -> list[str]:
     """One line per shape and panel, the relative error per quantile (signed, %)."""
-    lines = [f"{'shape':<10} {'panel':<66} " + " ".join(f"{f'p{round(q * 100)}':>8}" for q in QUANTILES)]
+    lines = [f"{'shape':<10} {'panel':<96} " + " ".join(f"{f'p{round(q * 100)}':>8}" for q in QUANTILES)]
     for ph in phases:
         by_panel: dict[str, dict[float, PanelResult]] = {}
         for r in ph.rows:
-            title = _short(r.panel).rsplit(" [", 1)[0] + ("" if r.series else " (all routes)")
+            title = _short(r.panel).rsplit(" [", 1)[0]
+            if "functions |" in r.panel:
+                title += f" {{{r.series}}}" + (" whole phase" if r.scope == "phase" else "")
+                if not _summarised(r) and r.scope == "phase":
+                    title += f" (n={r.requests}, counted {r.counted})"
+            elif not r.series:
+                title += " (all routes)"
             by_panel.setdefault(title, {})[r.quantile] = r
         for title, cells in sorted(by_panel.items()):
             row = []
@@ -589,10 +788,10 @@ def table(phases: list[PhaseResult]) -> list[str]:
                 cell = cells.get(q)
                 err = cell.rel_error if cell is not None else None
                 row.append(f"{err * 100:+7.1f}%" if err is not None else f"{'—':>8}")
-            lines.append(f"{ph.shape:<10} {title[:66]:<66} " + " ".join(row))
+            lines.append(f"{ph.shape:<10} {title[:96]:<96} " + " ".join(row))
         worst = ph.worst()
         lines.append(
-            f"{ph.shape:<10} {'exact (access records, ' + str(len(ph.durations)) + ' requests)':<66} "
+            f"{ph.shape:<10} {'exact (access records, ' + str(len(ph.durations)) + ' requests)':<96} "
             + " ".join(f"{ph.exact.get(f'p{round(q * 100)}', math.nan) * 1000:6.1f}ms" for q in QUANTILES)
             + (f"   worst |err| {worst * 100:.1f}%" if worst is not None else "")
         )
@@ -607,7 +806,10 @@ def summary_table(phases: list[PhaseResult], spans: bool = False) -> list[str]:
     """The closing-note table: variant x shape x quantile, worst |relative error| over the request
     latency panels and rules (``spans``: over the span-metrics panels instead)."""
     head = " ".join(f"{f'p{round(q * 100)}':>8}" for q in QUANTILES)
-    what = "span-metrics panels" if spans else "request-latency panels + rules"
+    what = (
+        f"span-metrics panels over the whole phase, span names with >= {MIN_SPANS} spans" if spans
+        else "request-latency panels + rules"
+    )
     lines = [f"{'variant':<8} {'shape':<10} {head}  (worst |err| over {what})"]
     variants = sorted({_variant(r.panel) for ph in phases for r in ph.rows}, key=lambda v: v != "before")
     for variant in variants:
@@ -616,8 +818,8 @@ def summary_table(phases: list[PhaseResult], spans: bool = False) -> list[str]:
             for q in QUANTILES:
                 errs = [
                     abs(r.rel_error) for r in ph.rows
-                    if r.quantile == q and r.rel_error is not None and _variant(r.panel) == variant
-                    and ("functions |" in r.panel) == spans
+                    if r.quantile == q and r.rel_error is not None and _summarised(r)
+                    and _variant(r.panel) == variant and ("functions |" in r.panel) == spans
                 ]
                 cells.append(f"{max(errs) * 100:7.1f}%" if errs else f"{'—':>8}")
             lines.append(f"{variant or 'now':<8} {ph.shape:<10} " + " ".join(cells))
@@ -630,7 +832,7 @@ def plot(phases: list[PhaseResult], path: Path) -> Path | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:  # the dev extra carries matplotlib
+    except ImportError:  # the bench extra carries matplotlib
         return None
     n = max(1, len(phases))
     fig, axes = plt.subplots(2, n, figsize=(6 * n, 8.5), squeeze=False)

@@ -2,6 +2,8 @@
 
 Series come from the collector's spanmetrics connector (one histogram per span name), so every
 function span the service opens (``rules.load``, ``partner.fetch``, …) gets RED metrics for free.
+Here they are native histograms pushed over OTLP; every query falls back to the classic ``_bucket``
+/ ``_sum`` series of a pipeline that serves those instead (``c.quantile_by``, ``c.sum_rate_of_sum``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def span_latency_percentile_timeseries(q: float) -> ts.Panel:
         f"Span latency {pct} by span name",
         f"{pct} duration of each span name (function, DB statement, outgoing call) from the collector's "
         "spanmetrics connector. Exemplars (dots) open a trace with that span."
-        + c.percentile_accuracy_note(native=False),
+        + c.percentile_accuracy_note(spans=True),
         c.SECONDS,
         c.latency_thresholds(),
         [c.prom_target(c.quantile_by(SPAN_DURATION, q, _BY, _SPANS), c.legend(L.SPAN_NAME), exemplar=True)],
@@ -59,7 +61,7 @@ def span_error_ratio_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Error ratio by span name",
         "Share of each span name's calls that ended with status ERROR. 0 while the span runs without "
-        "errors; the partner call and the request span carry the error scenarios.",
+        "errors, and 0 with no calls; the partner call and the request span carry the error scenarios.",
         c.PERCENT_UNIT,
         c.ratio_bad_above(0.01, 0.05),
         [c.prom_target(c.ratio(c.zero_if_absent(errors, calls), calls), c.legend(L.SPAN_NAME))],
@@ -68,9 +70,10 @@ def span_error_ratio_timeseries() -> ts.Panel:
 
 
 def _time_share(window: str) -> str:
-    spent = c.sum_rate(SPAN_DURATION.sum, _NOT_SERVER, _BY, window=window)
-    requests = c.sum_rate(SPAN_DURATION.sum, _SERVER, window=window)
-    return f"{spent}\n/ on() group_left\n{requests}"
+    spent = c.sum_rate_of_sum(SPAN_DURATION, _NOT_SERVER, _BY, window=window)
+    requests = c.sum_rate_of_sum(SPAN_DURATION, _SERVER, window=window)
+    # group_left() spelled out: a bare group_left before "(" would read the parenthesis as its label list
+    return f"{spent}\n/ on() group_left()\nclamp_min({requests}, {c.RATIO_DENOMINATOR_FLOOR})"
 
 
 def function_time_share_bargauge() -> bargauge.Panel:
@@ -81,7 +84,7 @@ def function_time_share_bargauge() -> bargauge.Panel:
             "Time spent in each non-server span name / time spent in server (request) spans, over the "
             "selected range: which functions take most of the request time, at a glance. Nested spans "
             "count in their parent too, and concurrent ones (asyncio.gather) overlap, so the bars need "
-            "not add up to 100%."
+            "not add up to 100%. With no requests the bars read 0 (no traffic), not an error."
         )
         .unit(c.PERCENT_UNIT)
         .datasource(c.PROMETHEUS)
@@ -101,7 +104,7 @@ def function_time_share_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Share of request time by function over time",
         "The same share as the bar gauge, per rate window: a function whose share jumps is where a "
-        "latency regression lives (e.g. partner.fetch under slow_partner).",
+        "latency regression lives (e.g. partner.fetch under slow_partner). 0 with no traffic.",
         c.PERCENT_UNIT,
         c.steps(c.GREEN, (0.25, c.YELLOW), (0.5, c.ORANGE)),
         [c.prom_target(_time_share(c.RATE_WINDOW), c.legend(L.SPAN_NAME))],
@@ -114,8 +117,8 @@ def rules_evaluation_latency_timeseries() -> ts.Panel:
     by = (L.SEGMENT,)
     return c.timeseries_panel(
         "Rule evaluation p50 / p99 by segment",
-        "Time to evaluate one request's rule set, from the service's own histogram (native buckets "
-        "down to the microsecond range, unlike span metrics)." + c.percentile_accuracy_note(),
+        "Time to evaluate one request's rule set, from the service's own histogram (per segment, which "
+        "span metrics do not carry)." + c.percentile_accuracy_note(),
         c.SECONDS,
         c.steps(c.GREEN, (0.005, c.YELLOW), (0.05, c.RED)),
         [
@@ -138,7 +141,7 @@ def rules_evaluated_per_request_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Rules evaluated per request",
         "Rules evaluated per rule-set evaluation, by segment. Segmentation and early exit keep this low; "
-        "a rise means requests fall through to the catch-all rules.",
+        "a rise means requests fall through to the catch-all rules. 0 with no evaluations.",
         c.COUNT,
         c.steps(c.GREEN, (20, c.YELLOW), (50, c.RED)),
         [c.prom_target(c.ratio(evaluated, evaluations), c.legend(L.SEGMENT))],

@@ -75,6 +75,7 @@ def running_collector(
     *,
     tempo: str | None = None,
     opensearch: str | None = None,
+    prometheus: str | None = None,
     binary_name: str = "otelcol-o11y",
     config_text: str | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -91,6 +92,7 @@ def running_collector(
     # peers: where the test says, else a port nothing listens on (the backend is "down")
     text = text.replace("tempo:4319", tempo or f"127.0.0.1:{free_port()}")
     text = text.replace("opensearch:9200", opensearch or f"127.0.0.1:{free_port()}")
+    text = text.replace("prometheus:9090", prometheus or f"127.0.0.1:{free_port()}")
     rendered = work / "config.yaml"
     rendered.write_text(text)
     log = work / "collector.log"

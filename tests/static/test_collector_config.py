@@ -80,20 +80,32 @@ def test_pipelines(cfg: dict[str, Any]) -> None:
     assert p["metrics/spanmetrics"] == {
         "receivers": ["spanmetrics"],
         "processors": ["memory_limiter"],
-        "exporters": ["prometheus"],
+        "exporters": ["otlphttp/prometheus"],
     }
+
+
+def _push_exporters(cfg: dict[str, Any]) -> set[str]:
+    """Exporters a pipeline sends to, minus connectors (in-process) and pull exporters (nothing to resend)."""
+    used = {e for pipe in cfg["service"]["pipelines"].values() for e in pipe["exporters"]}
+    return used - set(cfg.get("connectors") or {}) - {"prometheus"}
 
 
 def test_push_exporters_batch_inside_a_persistent_queue_and_never_give_up(cfg: dict[str, Any]) -> None:
     """What the fault tests (tests/stack/test_zz_faults.py) rely on for 0 loss across a backend
     outage or a collector SIGKILL: data is on disk from acceptance until exported."""
     assert "batch" not in (cfg.get("processors") or {})
-    for name in ("otlp/tempo", "opensearch"):
+    pushed = _push_exporters(cfg)
+    # can fail: the span-metrics push to Prometheus is held to the same rules as the other two
+    assert pushed == {"otlp/tempo", "opensearch", "otlphttp/prometheus"}
+    for name in pushed:
         exp = cfg["exporters"][name]
         q = exp["sending_queue"]
         assert q["enabled"] is True and q["storage"] == "file_storage", name
-        assert q["batch"]["sizer"] == "items" and q["batch"]["flush_timeout"], name
         assert exp["retry_on_failure"]["max_elapsed_time"] == 0, name
+    # Items are batched for the span and log backends; span metrics already come one request per flush.
+    for name in ("otlp/tempo", "opensearch"):
+        q = cfg["exporters"][name]["sending_queue"]
+        assert q["batch"]["sizer"] == "items" and q["batch"]["flush_timeout"], name
 
 
 def test_contract_ports_and_names(cfg: dict[str, Any]) -> None:
@@ -107,16 +119,20 @@ def test_contract_ports_and_names(cfg: dict[str, Any]) -> None:
     assert cfg["exporters"]["otlp/tempo"]["endpoint"] == "tempo:4319"
     assert cfg["exporters"]["opensearch"]["http"]["endpoint"] == "http://opensearch:9200"
     assert cfg["exporters"]["opensearch"]["logs_index"] == catalog.LOGS_INDEX
-    assert cfg["exporters"]["prometheus"]["enable_open_metrics"] is True  # exemplars
+    assert cfg["exporters"]["prometheus"]["enable_open_metrics"] is True  # exemplars, when swapped in
+    # Prometheus's OTLP receiver (stack/prometheus/prometheus.yml `otlp:`, --web.enable-otlp-receiver)
+    assert cfg["exporters"]["otlphttp/prometheus"]["endpoint"] == "http://prometheus:9090/api/v1/otlp"
     sm = cfg["connectors"]["spanmetrics"]
     assert sm["histogram"]["unit"] == "s" and sm["exemplars"]["enabled"] is True
+    # exponential -> native histograms in Prometheus (issue 14); explicit buckets would be classic
+    assert set(sm["histogram"]) == {"unit", "exponential"}, sm["histogram"]
     assert "namespace" not in sm  # default traces.span.metrics -> catalog SPAN_DURATION
     assert catalog.SPAN_DURATION.otel == "traces.span.metrics.duration"
 
 
 def test_push_exporters_have_persistent_queue_and_retry(cfg: dict[str, Any]) -> None:
     assert cfg["extensions"]["file_storage"]["directory"].startswith("/var/lib/otelcol/")  # named volume
-    for name in ("otlp/tempo", "opensearch"):
+    for name in _push_exporters(cfg):
         exp = cfg["exporters"][name]
         assert exp["sending_queue"]["storage"] == "file_storage", name
         assert exp["sending_queue"]["enabled"] is True, name  # off by default in some exporters

@@ -41,7 +41,7 @@ KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 # spanmetricsconnector `Type = span_metrics`, `DeprecatedType = spanmetrics`). Any OTHER deprecation
 # the check binary reports fails test_deprecations_are_only_the_known_aliases: fix it in the config
 # if the native version accepts the new form too, or add it here with the reason.
-KNOWN_DEPRECATED_TYPES = {"otlp": "otlp_grpc", "spanmetrics": "span_metrics"}
+KNOWN_DEPRECATED_TYPES = {"otlp": "otlp_grpc", "otlphttp": "otlp_http", "spanmetrics": "span_metrics"}
 
 # The opensearch exporter's configuration keys (mapstructure tags) at OTELCOL_VERSION. The module is
 # not served at that version (403), so it cannot be built; these were read from upstream:
@@ -222,7 +222,7 @@ def test_starts_at_compose_version(stripped: dict[str, Any], tmp_path: Path) -> 
     with running_collector(
         tmp_path, binary_name=CHECK_BINARY, config_text=yaml.safe_dump(stripped, sort_keys=False)
     ) as ports:
-        status, _ = http_get(f"http://127.0.0.1:{ports[8889]}/metrics")
+        status, _ = http_get(f"http://127.0.0.1:{ports[8888]}/metrics")
         assert status == 200
         log = Path(ports["log"]).read_text()
     warnings = deprecation_lines(log)

@@ -18,7 +18,6 @@ JOBS = {
     "sample-service": "sample-service:8000",
     "partner-api": "partner-api:8001",
     "otel-collector": "otel-collector:8888",
-    "spanmetrics": "otel-collector:8889",
     "prometheus": "prometheus:9090",
     "tempo": "tempo:3200",
 }
@@ -57,6 +56,8 @@ def test_scrape_jobs_match_contract() -> None:
         j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]] for j in cfg["scrape_configs"]
     }
     assert jobs == {k: [v] for k, v in JOBS.items()}
+    # span metrics are pushed (collector otlphttp/prometheus), under the catalog's names
+    assert cfg["otlp"]["translation_strategy"] == "UnderscoreEscapingWithSuffixes"
     assert cfg["global"]["scrape_protocols"][0] == "OpenMetricsText1.0.0", "exemplars need OpenMetrics first"
     assert cfg["rule_files"] == ["/etc/prometheus/rules/*.yml"]
 
