@@ -4,11 +4,13 @@ grafana-foundation-sdk ships query types for core datasources only. Its document
 third-party plugins is a ``cog.variants.Dataquery`` subclass with ``to_json``/``from_json`` plus a
 builder, registered with the cog runtime so ``Dashboard.from_json`` can read such targets back.
 
-The JSON shape follows the plugin's own query model (``OpenSearchQuery``): a Lucene ``query`` string,
+The JSON shape follows the query model the pinned plugin's backend reads (``pkg/opensearch/models.go``
+and ``lucene_handler.go`` at the version in .env): a Lucene ``query`` string,
 ``metrics`` (metric aggregations: count, percentiles, avg, …, or ``logs``/``raw_data`` for documents)
 and ``bucketAggs`` (``date_histogram``, ``terms``, …), nested outermost first. Only the parts our
-dashboards use get typed helpers; ``metric``/``bucket`` accept any other aggregation as a dict, and the
-dashboard doctor (scripts/doctor/opensearch.py) translates the same subset into an OpenSearch _search.
+dashboards use get typed helpers; ``metric``/``bucket`` accept any other aggregation as a dict. There is
+no per-query time field: the plugin ignores one and always uses the datasource's ``timeField``. The
+dashboard doctor (scripts/doctor/opensearch.py) builds the _search body the plugin would send.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ class OpenSearchQuery(cogvariants.Dataquery):
         query_type: str = QUERY_TYPE_LUCENE,
         lucene_query_type: str | None = None,
         alias: str | None = None,
-        time_field: str | None = None,
         metrics: list[dict[str, Any]] | None = None,
         bucket_aggs: list[dict[str, Any]] | None = None,
         format: str | None = None,
@@ -53,7 +54,6 @@ class OpenSearchQuery(cogvariants.Dataquery):
         self.query_type = query_type
         self.lucene_query_type = lucene_query_type
         self.alias = alias
-        self.time_field = time_field
         self.metrics = metrics if metrics is not None else []
         self.bucket_aggs = bucket_aggs if bucket_aggs is not None else []
         self.format = format
@@ -71,7 +71,6 @@ class OpenSearchQuery(cogvariants.Dataquery):
             "datasource": self.datasource.to_json() if self.datasource is not None else None,
             "luceneQueryType": self.lucene_query_type,
             "alias": self.alias,
-            "timeField": self.time_field,
             "format": self.format,
         }
         payload.update({k: v for k, v in optional.items() if v is not None})
@@ -88,7 +87,6 @@ class OpenSearchQuery(cogvariants.Dataquery):
             query_type=data.get("queryType", QUERY_TYPE_LUCENE),
             lucene_query_type=data.get("luceneQueryType"),
             alias=data.get("alias"),
-            time_field=data.get("timeField"),
             metrics=copy.deepcopy(data.get("metrics", [])),
             bucket_aggs=copy.deepcopy(data.get("bucketAggs", [])),
             format=data.get("format"),
@@ -131,10 +129,6 @@ class OpenSearchQueryBuilder(cogbuilder.Builder[OpenSearchQuery]):
         self._internal.alias = alias
         return self
 
-    def time_field(self, field: str) -> Self:
-        self._internal.time_field = field
-        return self
-
     # --- metric aggregations ---
     def metric(self, agg: dict[str, Any]) -> Self:
         agg = {"id": self._id(), **agg}
@@ -158,9 +152,12 @@ class OpenSearchQueryBuilder(cogbuilder.Builder[OpenSearchQuery]):
     def max(self, field: str) -> Self:
         return self.metric({"type": "max", "field": field})
 
-    def logs(self, limit: int = 100) -> Self:
-        """Raw log documents (the Logs panel); a query of this kind has no bucket aggregations."""
-        self._internal.metrics.append({"id": self._id(), "type": "logs", "settings": {"limit": str(limit)}})
+    def logs(self, size: int = 100) -> Self:
+        """Raw log documents (the Logs panel); a query of this kind has no bucket aggregations.
+
+        The plugin reads the number of documents from ``settings.size`` (500 when absent or not a
+        number); its editor's "limit" is stored there too."""
+        self._internal.metrics.append({"id": self._id(), "type": "logs", "settings": {"size": str(size)}})
         self._internal.lucene_query_type = LUCENE_QUERY_TYPE_LOGS
         self._internal.format = "logs"
         return self

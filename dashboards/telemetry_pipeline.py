@@ -17,6 +17,7 @@ SPEC = c.DashboardSpec(
 
 def build() -> dm.Dashboard:
     d = c.base_dashboard(SPEC)
+    d = c.add_row(d, "Scrape health", [p.scrape_targets_up_stat()])
     d = c.add_row(d, "Do the signals agree?", [p.signal_agreement_timeseries(), p.logs_indexed_timeseries()])
     d = c.add_row(
         d,

@@ -3,7 +3,7 @@
     python -m scripts.dashboard_doctor [--prometheus URL] [--tempo URL] [--opensearch URL]
         [--var job=sample-service ...] [--from 1h] [dashboards/json/*.json]
 
-Reports data / empty / error per panel with the query that was run, then
+Reports data / empty / error per panel (and per annotation query) with the query that was run, then
 ``doctor: N panels, D with data, E empty, X errors[, K not checkable (names)]``
 (``--without-tempo``: panels that need Tempo are not checkable, counted and named). Exits 1 if any
 panel errors or is empty without a justification in its description ("Empty is OK: <reason>"), 2 on
@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     parser.add_argument("--opensearch-index", default=os.environ.get("OPENSEARCH_LOGS_INDEX", LOGS_INDEX))
     parser.add_argument(
+        "--opensearch-time-field",
+        default=os.environ.get("OPENSEARCH_TIME_FIELD", "@timestamp"),
+        help="the OpenSearch datasource's time field (its jsonData.timeField; default @timestamp as "
+        "provisioned here): the plugin filters and buckets on it, whatever a query says",
+    )
+    parser.add_argument(
         "--var",
         action="append",
         type=_parse_var,
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         tempo=args.tempo,
         opensearch=args.opensearch,
         opensearch_index=args.opensearch_index,
+        opensearch_time_field=args.opensearch_time_field,
         scrape_interval_s=scrape_s,
         timeout_s=args.timeout,
         tempo_absent=args.without_tempo,

@@ -22,6 +22,9 @@ from sample_service.telemetry.catalog import (
 )
 
 _POOL = (L.POOL_NAME,)
+# Saturation is a per-process limit: each replica has its own pool, so it is computed per instance and
+# only then aggregated with max (a sum over replicas would let one starved replica average away).
+_POOL_PER_INSTANCE = (L.INSTANCE, L.POOL_NAME)
 _ALL = c.job_matchers()
 
 
@@ -37,28 +40,34 @@ def _max(by: tuple[str, ...] = _POOL) -> str:
 def pool_connections_timeseries() -> ts.Panel:
     return c.timeseries_panel(
         "Pool connections: used / idle / max",
-        "Connections checked out (used) and idle in the pool, against the most the pool may open "
-        "(pool size + overflow). Used touching max means new checkouts wait: see pending and wait time.",
+        "Connections checked out (used) and idle in each instance's pool, against the most that pool may "
+        "open (pool size + overflow). Used touching max means new checkouts wait: see pending and wait "
+        "time.",
         c.CONNECTIONS,
         c.informational(),
         [
             c.prom_target(
-                c.sum_by(DB_CONN_COUNT.series, _ALL, (L.POOL_NAME, L.POOL_STATE)),
-                c.legend(L.POOL_NAME, L.POOL_STATE),
+                c.sum_by(DB_CONN_COUNT.series, _ALL, (*_POOL_PER_INSTANCE, L.POOL_STATE)),
+                c.legend(*_POOL_PER_INSTANCE, L.POOL_STATE),
                 "A",
             ),
-            c.prom_target(_max(), c.legend(L.POOL_NAME) + " max", "B"),
+            c.prom_target(_max(_POOL_PER_INSTANCE), c.legend(*_POOL_PER_INSTANCE) + " max", "B"),
         ],
     )
+
+
+def _saturation() -> str:
+    return c.ratio(_used(_POOL_PER_INSTANCE), _max(_POOL_PER_INSTANCE))
 
 
 def pool_saturation_gauge() -> gauge.Panel:
     return (
         gauge.Panel()
-        .title("Pool saturation")
+        .title("Pool saturation (most saturated instance)")
         .description(
-            "Used connections / maximum connections. Above 70% a burst can exhaust the pool; at 100% "
-            "requests queue for a connection (pool_starvation scenario)."
+            "Used connections / maximum connections of the most saturated instance, per pool (each "
+            "replica has its own pool, so the worst one counts, not the average). Above 70% a burst can "
+            "exhaust the pool; at 100% requests queue for a connection (pool_starvation scenario)."
         )
         .unit(c.PERCENT_UNIT)
         .datasource(c.PROMETHEUS)
@@ -69,17 +78,17 @@ def pool_saturation_gauge() -> gauge.Panel:
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .span(6)
         .height(8)
-        .with_target(c.prom_target(c.ratio(_used(), _max()), c.legend(L.POOL_NAME)))
+        .with_target(c.prom_target(f"max by ({L.POOL_NAME}) (\n{_saturation()}\n)", c.legend(L.POOL_NAME)))
     )
 
 
 def pool_saturation_timeseries() -> ts.Panel:
     return c.timeseries_panel(
-        "Pool saturation over time",
-        "Used / max connections per pool over time; the dashed lines mark 70% and 90%.",
+        "Pool saturation over time, per instance",
+        "Used / max connections per pool of each instance over time; the dashed lines mark 70% and 90%.",
         c.PERCENT_UNIT,
         c.ratio_bad_above(0.7, 0.9),
-        [c.prom_target(c.ratio(_used(), _max()), c.legend(L.POOL_NAME))],
+        [c.prom_target(_saturation(), c.legend(L.INSTANCE, L.POOL_NAME))],
         width=6,
         show_thresholds=True,
     )
@@ -183,15 +192,16 @@ def query_rate_by_operation_timeseries() -> ts.Panel:
 # --- cache -----------------------------------------------------------------------------------------
 def cache_hit_ratio_timeseries() -> ts.Panel:
     by = (L.CACHE_NAME,)
-    hits = c.sum_rate(CACHE_REQUESTS.series, c.job_matchers(**{L.CACHE_RESULT: c.CACHE_HIT}), by)
+    misses = c.sum_rate(CACHE_REQUESTS.series, c.job_matchers(**{L.CACHE_RESULT: c.CACHE_MISS}), by)
     lookups = c.sum_rate(CACHE_REQUESTS.series, _ALL, by)
     return c.timeseries_panel(
         "Cache hit ratio",
-        "Hits / look-ups per cache. A warm TTL cache sits above 90%; 0 means every look-up goes to "
-        "Postgres (cache_off scenario, or a cold start).",
+        "1 - misses / look-ups per cache. A warm TTL cache sits above 90%; 0 means every look-up goes "
+        "to Postgres (cache_off scenario, or a cold start). With no look-ups nothing missed: it reads "
+        "100% (the hits/misses panel tells an idle cache from a warm one).",
         c.PERCENT_UNIT,
         c.ratio_bad_below(0.5, 0.9),
-        [c.prom_target(c.ratio(c.zero_if_absent(hits, lookups), lookups), c.legend(L.CACHE_NAME))],
+        [c.prom_target(f"1 - {c.ratio(c.zero_if_absent(misses, lookups), lookups)}", c.legend(L.CACHE_NAME))],
         show_thresholds=True,
         minimum=0,
     ).max(1)

@@ -27,7 +27,8 @@ TRACE_LOGS = f"{_SERVICE} AND {LogField.TRACE_ID}:${{{TRACE_ID_VAR}}}*"
 
 
 def _os(query: str, ref: str = "A") -> OpenSearchQueryBuilder:
-    return OpenSearchQueryBuilder(query).datasource(c.OPENSEARCH).ref_id(ref).time_field(LogField.TIMESTAMP)
+    # No per-query time field: the plugin filters and buckets on the datasource's configured one.
+    return OpenSearchQueryBuilder(query).datasource(c.OPENSEARCH).ref_id(ref)
 
 
 def _exact_percentiles(ref: str = "A") -> OpenSearchQueryBuilder:
@@ -91,11 +92,16 @@ def p99_exact_vs_interpolated_timeseries() -> ts.Panel:
 
 def access_logs_by_status_timeseries() -> ts.Panel:
     return c.timeseries_panel(
-        "Access log records by status code",
-        "Access log records per interval and HTTP status code, counted in OpenSearch.",
-        c.COUNT,
+        "Access log records per minute by status code",
+        "Access log records (one per request) per minute and HTTP status code, counted in OpenSearch.",
+        c.PER_MIN,
         c.informational(),
-        [_os(ACCESS_LOGS).count().terms(LogField.STATUS, size=10).date_histogram(LogField.TIMESTAMP)],
+        [
+            _os(ACCESS_LOGS)
+            .count()
+            .terms(LogField.STATUS, size=10)
+            .date_histogram(LogField.TIMESTAMP, interval=c.LOG_COUNT_INTERVAL)
+        ],
         datasource=c.OPENSEARCH,
         stacked=True,
     )
@@ -103,12 +109,17 @@ def access_logs_by_status_timeseries() -> ts.Panel:
 
 def error_log_count_timeseries() -> ts.Panel:
     return c.timeseries_panel(
-        "Error log records",
-        f"Records at severity {', '.join(c.ERROR_SEVERITIES)} per interval. Any is worth a look: each one "
+        "Error log records per minute",
+        f"Records at severity {', '.join(c.ERROR_SEVERITIES)} per minute. Any is worth a look: each one "
         "carries the trace id of the request that logged it.",
-        c.COUNT,
+        c.PER_MIN,
         c.any_is_bad(),
-        [_os(ERROR_LOGS).count().date_histogram(LogField.TIMESTAMP)],
+        [
+            _os(ERROR_LOGS)
+            .alias("error log records")
+            .count()
+            .date_histogram(LogField.TIMESTAMP, interval=c.LOG_COUNT_INTERVAL)
+        ],
         datasource=c.OPENSEARCH,
     )
 
@@ -128,7 +139,7 @@ def _logs_panel(title: str, description: str, query: str, height: int) -> logs.P
         .sort_order(cm.LogsSortOrder.DESCENDING)
         .span(24)
         .height(height)
-        .with_target(_os(query).logs(limit=100))
+        .with_target(_os(query).logs(size=100))
     )
 
 

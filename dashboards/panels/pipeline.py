@@ -7,6 +7,7 @@ comparing what each path saw (first row) separates the two at a glance.
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.builders import timeseries as ts
 
 from dashboards import common as c
@@ -16,6 +17,7 @@ from sample_service.telemetry.catalog import (
     COLLECTOR_QUEUE_SIZE,
     DB_CONN_MAX,
     HTTP_SERVER_DURATION,
+    SCRAPE_UP,
     SDK_EXPORT_DURATION,
     SDK_LOG_PROCESSED,
     SDK_LOG_QUEUE_CAPACITY,
@@ -70,15 +72,14 @@ def logs_indexed_timeseries() -> ts.Panel:
         .datasource(c.OPENSEARCH)
         .ref_id("A")
         .alias("log records indexed")
-        .time_field(LogField.TIMESTAMP)
         .count()
-        .date_histogram(LogField.TIMESTAMP)
+        .date_histogram(LogField.TIMESTAMP, interval=c.LOG_COUNT_INTERVAL)
     )
     return c.timeseries_panel(
-        "Log records indexed in OpenSearch",
-        "Log documents of the service per interval, counted by OpenSearch itself: the end of the log "
+        "Log records indexed in OpenSearch / min",
+        "Log documents of the service per minute, counted by OpenSearch itself: the end of the log "
         "path (SDK → collector → OpenSearch). A drop to 0 while requests flow means logs are lost.",
-        c.COUNT,
+        c.PER_MIN,
         c.informational(),
         [q],
         datasource=c.OPENSEARCH,
@@ -88,15 +89,18 @@ def logs_indexed_timeseries() -> ts.Panel:
 
 # --- SDK -------------------------------------------------------------------------------------------
 def _queue_panel(title: str, size: Metric, capacity: Metric, what: str) -> ts.Panel:
+    # Per instance: every process has its own queue, and a sum over replicas would hide one that is full.
+    per = (L.INSTANCE,)
     return c.timeseries_panel(
         title,
-        f"{what} waiting in the SDK's batch processor queue against its capacity. A queue at capacity "
-        "drops new items (see drops): the exporter cannot keep up or the collector is unreachable.",
+        f"{what} waiting in each instance's SDK batch processor queue against its capacity. A queue at "
+        "capacity drops new items (see drops): the exporter cannot keep up or the collector is "
+        "unreachable.",
         c.COUNT,
         c.informational(),
         [
-            c.prom_target(c.sum_by(size.series, _ALL), "queued", "A"),
-            c.prom_target(c.sum_by(capacity.series, _ALL), "capacity", "B"),
+            c.prom_target(c.sum_by(size.series, _ALL, per), c.legend(L.INSTANCE) + " queued", "A"),
+            c.prom_target(c.sum_by(capacity.series, _ALL, per), c.legend(L.INSTANCE) + " capacity", "B"),
         ],
         width=8,
     )
@@ -204,17 +208,18 @@ def collector_refusals_timeseries() -> ts.Panel:
 
 
 def collector_queue_timeseries() -> ts.Panel:
-    # `without (instance)` keeps the collector's own exporter label in the legend without this
-    # module spelling a label the catalog does not define.
+    by = (L.INSTANCE, L.EXPORTER)
+    series = c.legend(L.INSTANCE, L.EXPORTER)
     return c.timeseries_panel(
         "Collector exporter queue vs capacity",
-        "Batches waiting in each exporter's sending queue (file-storage backed) against its capacity. A "
-        "growing queue means that backend is slow or down; a full one rejects new data.",
+        "Batches waiting in each exporter's sending queue (file-storage backed) against its capacity, per "
+        "collector instance. A growing queue means that backend is slow or down; a full one rejects new "
+        "data.",
         c.COUNT,
         c.informational(),
         [
-            c.prom_target(f"sum without ({L.INSTANCE}) ({COLLECTOR_QUEUE_SIZE})", "", "A"),
-            c.prom_target(f"sum without ({L.INSTANCE}) ({COLLECTOR_QUEUE_CAPACITY})", "", "B"),
+            c.prom_target(c.sum_by(COLLECTOR_QUEUE_SIZE, None, by), f"{series} queued", "A"),
+            c.prom_target(c.sum_by(COLLECTOR_QUEUE_CAPACITY, None, by), f"{series} capacity", "B"),
         ],
     )
 
@@ -236,8 +241,28 @@ def scrape_gaps_timeseries() -> ts.Panel:
         "(then ScrapeTargetDown fires). Rates and alerts over the gap saw no data.",
         c.COUNT,
         c.steps(c.RED, (per_minute - 1, c.YELLOW), (per_minute, c.GREEN)),
-        [c.prom_target(f"max by ({L.JOB}) ({samples})", c.legend(L.JOB), "A")],
+        # min: the instance with the gap is the one to show, not the healthiest one.
+        [c.prom_target(f"min by ({L.JOB}, {L.INSTANCE}) ({samples})", c.legend(L.JOB, L.INSTANCE), "A")],
         width=8,
+    )
+
+
+def scrape_targets_up_stat() -> stat.Panel:
+    """Prometheus' own `up` per job: is every target of every job being scraped right now?"""
+    up = c.sum_by(SCRAPE_UP, None, (L.JOB,))
+    targets = f"count by ({L.JOB}) ({SCRAPE_UP})"
+    return c.stat_panel(
+        "Scrape targets up, per job",
+        "Share of each scrape job's targets whose last scrape succeeded (Prometheus' `up`). 100% is "
+        "every target answering; below it a target is down or unreachable and every panel and alert on "
+        "that job is blind (ScrapeTargetDown fires after 2 minutes). Metrics pushed to Prometheus (OTLP, "
+        "remote write) have no scrape and do not appear here.",
+        c.PERCENT_UNIT,
+        c.ratio_bad_below(0.999, 1),
+        c.prom_target(c.ratio(up, targets), c.legend(L.JOB)),
+        width=24,
+        height=4,
+        graph=False,
     )
 
 

@@ -6,6 +6,7 @@ Every function returns one panel builder; the dashboard module only places them.
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import heatmap, stat, table
 from grafana_foundation_sdk.builders import timeseries as ts
 from grafana_foundation_sdk.models import common as cm
@@ -14,15 +15,32 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards import common as c
+from dashboards.opensearch_query import OpenSearchQueryBuilder
+from dashboards.panels.logs import ACCESS_LOGS, TRACE_ID_VAR
 from sample_service.telemetry.catalog import (
     HTTP_CLIENT_DURATION,
     HTTP_SERVER_ACTIVE,
     HTTP_SERVER_DURATION,
+    PROCESS_START_TIME,
+    SERVICE_BUILD_INFO,
+    SLO_AVAILABILITY,
+    SLO_LATENCY,
     A,
     L,
+    LogField,
+    slo_error_ratio,
 )
 
 PERCENTILES = (0.5, 0.9, 0.95, 0.99)
+# Dashboard uids links point at (each module's SPEC holds the same; a static test checks they resolve).
+SERVICE_LATENCY_UID = "o11y-service-latency"
+LOGS_UID = "o11y-logs"
+ROUTE_VAR = "route"
+MIN_DURATION_VAR = "min_duration"
+# Tempo's search frame (traces table): the trace id field, and the service name field a link hangs on
+# so the trace id keeps the datasource's own "open trace" link.
+TEMPO_TRACE_ID_FIELD = "traceID"
+TEMPO_SERVICE_FIELD = "traceService"
 _ALL = c.job_matchers()
 _5XX = c.job_matchers(**{L.HTTP_STATUS: "=~" + c.SERVER_ERROR_STATUS_RE})
 
@@ -66,7 +84,8 @@ def error_ratio_stat() -> stat.Panel:
         .title("Error ratio (5xx)")
         .description(
             "Share of requests answered with a 5xx status. 0 is shown (not 'No data') while requests flow "
-            f"and none failed. Red at the {c.ERROR_RATIO_SLO:.0%} error budget."
+            "and none failed, and with no traffic at all (nothing failed; Requests / s tells the two apart). "
+            f"Red at the {c.ERROR_RATIO_SLO:.0%} error budget."
         )
         .unit(c.PERCENT_UNIT)
         .datasource(c.PROMETHEUS)
@@ -143,8 +162,9 @@ def error_ratio_timeseries() -> ts.Panel:
     per_route_all = c.sum_rate(HTTP_SERVER_DURATION.count, _ALL, (L.HTTP_ROUTE,))
     return c.timeseries_panel(
         "Error ratio (5xx) by route",
-        "Share of each route's requests answered with 5xx. Routes without errors show 0, so a missing "
-        "line means the route got no traffic, not that it is healthy. Dashed line: the error budget.",
+        "Share of each route's requests answered with 5xx. Routes without errors show 0, and so does a "
+        "route with no traffic in the window (nothing failed); a missing line means the route has not been "
+        "called since the service started. Dashed line: the error budget.",
         c.PERCENT_UNIT,
         c.ratio_bad_above(c.ERROR_RATIO_SLO / 2, c.ERROR_RATIO_SLO),
         [
@@ -201,14 +221,16 @@ def latency_heatmap() -> heatmap.Panel:
         heatmap.Panel()
         .title("Latency distribution (heatmap)")
         .description(
-            "Requests per second in each duration bucket. Bimodal shapes (a second band above the main "
+            "Requests per second in each duration bucket: the y axis is the duration (seconds), a cell's "
+            "colour the request rate (req/s) in that bucket. Bimodal shapes (a second band above the main "
             "one) are typical of cache misses, pool waits and N+1 queries. Exemplars (dots) link to traces."
         )
-        .unit(c.SECONDS)
+        .unit(c.REQ_PER_SEC)
         .datasource(c.PROMETHEUS)
         .thresholds(c.informational())
         .calculate(False)
         .y_axis(heatmap.YAxisConfig().unit(c.SECONDS).decimals(3))
+        .cell_values(heatmap.CellValues().unit(c.REQ_PER_SEC))
         .color(
             heatmap.HeatmapColorOptions()
             .mode(hm.HeatmapColorMode.SCHEME)
@@ -277,6 +299,7 @@ def slowest_routes_table() -> table.Panel:
             fmt=PromQueryFormat.TABLE,
         )
     )
+    traces_of_route = c.dashboard_url(SERVICE_LATENCY_UID, **{ROUTE_VAR: "${__value.raw}"})
     rename = {f"Value #{c.ref_id(i)}": _pct(q) for i, q in enumerate(PERCENTILES)}
     rename[f"Value #{c.ref_id(len(PERCENTILES))}"] = "req/s"
     panel = (
@@ -284,8 +307,8 @@ def slowest_routes_table() -> table.Panel:
         .title("Slowest routes")
         .description(
             "Per route over the selected time range: p50/p90/p95/p99 duration and request rate, sorted by "
-            "p99. Percentile cells turn yellow/red against the latency objective."
-            + c.percentile_accuracy_note()
+            "p99. Percentile cells turn yellow/red against the latency objective. Click a route to show its "
+            "traces in the Traces row (sets the Route variable)." + c.percentile_accuracy_note()
         )
         .unit(c.SECONDS)
         .datasource(c.PROMETHEUS)
@@ -301,6 +324,7 @@ def slowest_routes_table() -> table.Panel:
                 options={"excludeByName": {"Time": True}, "renameByName": rename, "indexByName": {}},
             )
         )
+        .override_by_name(L.HTTP_ROUTE, [c.data_links(("Traces of this route", traces_of_route))])
         .override_by_name(
             "req/s",
             [
@@ -315,14 +339,24 @@ def slowest_routes_table() -> table.Panel:
 
 
 def slowest_traces_table() -> table.Panel:
-    query = f'{{{c.TRACEQL_SERVICE_NAME}="{c.SERVICE}" && kind=server}}'
+    query = (
+        f'{{{c.TRACEQL_SERVICE_NAME}="{c.SERVICE}" && kind=server && span.{A.HTTP_ROUTE}=~"${ROUTE_VAR}" '
+        f"&& duration >= ${MIN_DURATION_VAR}}}"
+    )
+    logs_of_trace = c.dashboard_url(LOGS_UID, **{TRACE_ID_VAR: f"${{__data.fields.{TEMPO_TRACE_ID_FIELD}}}"})
     return (
         table.Panel()
-        .title("Slowest recent traces")
+        .title("Slowest traces (Tempo)")
         .description(
-            "The 50 most recent server traces of the service found by TraceQL in Tempo, sorted by duration "
-            "(slowest first). Click a trace id to open the whole trace in Tempo; its spans show which "
-            f'function took the time. Add `&& span.{A.HTTP_ROUTE}="/v1/..."` to the query for one route.'
+            c.empty_ok(
+                "Server traces of the service that took at least the 'Min duration' variable (default half "
+                "the latency objective), for the selected route, slowest first. Tempo's search returns the "
+                "first matches it finds, not a global top list: while the table is full (100 rows) raise "
+                "Min duration until it is not, then it holds every trace above it. Click a trace id to "
+                "open the trace, a service name for that request's logs.",
+                "no request took as long as Min duration in the range (raise it for a fast service, lower "
+                "it to see any trace)",
+            )
         )
         .unit("ms")  # Tempo's search frame reports trace duration in milliseconds
         .datasource(c.TEMPO)
@@ -330,5 +364,120 @@ def slowest_traces_table() -> table.Panel:
         .sort_by([cb.TableSortByFieldState().display_name("Duration").desc(True)])
         .span(12)
         .height(8)
-        .with_target(c.traceql_target(query, limit=50))
+        .override_by_name(TEMPO_SERVICE_FIELD, [c.data_links(("Logs of this trace", logs_of_trace))])
+        .with_target(c.traceql_target(query, limit=100))
+    )
+
+
+def slowest_requests_table() -> table.Panel:
+    """The slowest requests by their exact duration in the access logs: a real top list, server side."""
+    q = (
+        OpenSearchQueryBuilder(ACCESS_LOGS)
+        .datasource(c.OPENSEARCH)
+        .ref_id("A")
+        .max(LogField.DURATION_S)
+        .terms(LogField.TRACE_ID, size=20, order_by="1")
+        .terms(LogField.ROUTE, size=1)
+        .terms(LogField.STATUS, size=1)
+    )
+    value = "${__value.raw}"
+    return (
+        table.Panel()
+        .title("Slowest requests (access logs, exact)")
+        .description(
+            "The 20 requests with the longest duration in the range, ranked by OpenSearch over every "
+            "access log record (a true top 20, unlike a trace search): trace id, route, status and the "
+            "duration the service measured. Click a trace id to open the trace, or that request's logs."
+        )
+        .unit(c.SECONDS)
+        .datasource(c.OPENSEARCH)
+        .thresholds(c.latency_thresholds())
+        .sort_by([cb.TableSortByFieldState().display_name(f"Max {LogField.DURATION_S}").desc(True)])
+        .span(12)
+        .height(8)
+        .override_by_name(
+            LogField.TRACE_ID,
+            [
+                c.data_links(
+                    ("Open trace", c.explore_trace_url(value)),
+                    ("Logs of this trace", c.dashboard_url(LOGS_UID, **{TRACE_ID_VAR: value})),
+                ),
+                dm.DynamicConfigValue(id_val="unit", value="none"),
+            ],
+        )
+        .with_target(q)
+    )
+
+
+# --- SLO ---------------------------------------------------------------------------------------------
+SLO_TITLES = {SLO_AVAILABILITY: "availability (no 5xx)", SLO_LATENCY: f"latency (< {c.LATENCY_SLO_S:g} s)"}
+BURN_WINDOWS = ("5m", "1h", "6h", "3d")
+
+
+def error_budget_stat(sli: str) -> stat.Panel:
+    budget = c.ERROR_RATIO_SLO
+    spent = c.selector(slo_error_ratio(sli, "30d"), c.job_matchers())
+    return c.stat_panel(
+        f"Error budget left (30 d): {SLO_TITLES[sli]}",
+        f"Share of the 30-day error budget of the {SLO_TITLES[sli]} SLO ({1 - budget:.0%} of requests "
+        f"good, so {budget:.0%} may be bad) not yet spent: 1 - bad ratio over 30 d / {budget:g}. Below 0 "
+        "the SLO is missed for the month. No traffic spends nothing: it reads 100 %. From the recording "
+        "rules of stack/prometheus/rules/slo.yml (over the data Prometheus has, at most 30 d).",
+        c.PERCENT_UNIT,
+        c.ratio_bad_below(0, 0.25),
+        c.prom_target(f"1 - {spent} / {budget:g}", c.legend(L.JOB)),
+        height=8,
+    )
+
+
+def burn_rate_timeseries() -> ts.Panel:
+    targets = [
+        c.prom_target(
+            f"{c.selector(slo_error_ratio(sli, w), c.job_matchers())} / {c.ERROR_RATIO_SLO:g}",
+            f"{sli} {w} " + c.legend(L.JOB),
+            c.ref_id(i * len(BURN_WINDOWS) + j),
+        )
+        for i, sli in enumerate((SLO_AVAILABILITY, SLO_LATENCY))
+        for j, w in enumerate(BURN_WINDOWS)
+    ]
+    return c.timeseries_panel(
+        "Error budget burn rate",
+        "Bad-event ratio / error budget per window, for both SLOs: 1 spends the 30-day budget in exactly "
+        "30 days. The alerts of stack/prometheus/rules/slo.yml page at 14.4 (1 h and 5 m both above) or 6 "
+        "(6 h and 30 m) and open a ticket at 3 (1 d and 2 h) or 1 (3 d and 6 h); dashed lines at 1, 6 and "
+        "14.4. No traffic burns nothing: 0.",
+        c.COUNT,
+        c.steps(c.GREEN, (1, c.YELLOW), (6, c.ORANGE), (14.4, c.RED)),
+        targets,
+        show_thresholds=True,
+    )
+
+
+# --- annotations ---------------------------------------------------------------------------------
+def restarts_and_deploys_annotation() -> db.AnnotationQuery:
+    """A marker at every process start of the service, titled with the build it runs.
+
+    The value of each point is the start time itself (useValueForTime), so a process shows as one
+    marker however long it runs; a restart is a new start time, a deploy also a new version/commit.
+    """
+    starts = (
+        f"max by ({L.JOB}, {L.INSTANCE}, {L.VERSION}, {L.COMMIT}) (\n"
+        f"  {c.selector(PROCESS_START_TIME.prom, c.job_matchers())}\n"
+        f"  * on ({L.JOB}, {L.INSTANCE}) group_left ({L.VERSION}, {L.COMMIT})\n"
+        f"  {c.selector(SERVICE_BUILD_INFO.prom, c.job_matchers())}\n"
+        ") * 1000"
+    )
+    return (
+        db.AnnotationQuery()
+        .name("Restarts and deploys")
+        .datasource(c.PROMETHEUS)
+        .enable(True)
+        .hide(False)
+        .icon_color("purple")
+        .target(c.prom_target(starts, ref="Anno"))
+        .use_value_for_time(True)
+        .step("1m")
+        .title_format(f"{{{{{L.JOB}}}}} {{{{{L.INSTANCE}}}}} started")
+        .text_format(f"version {{{{{L.VERSION}}}}}, commit {{{{{L.COMMIT}}}}}")
+        .tag_keys(f"{L.JOB},{L.VERSION}")
     )

@@ -49,6 +49,9 @@ class Backends:
     tempo: str | None = None
     opensearch: str | None = None
     opensearch_index: str = "o11y-logs"
+    # The OpenSearch datasource's jsonData.timeField: the plugin filters and buckets on it whatever a
+    # target says (stack/grafana provisioning: @timestamp).
+    opensearch_time_field: str = osq.DEFAULT_TIME_FIELD
     # The Prometheus datasource's scrape interval (timeInterval): the floor of $__interval, and 4x it
     # is the floor of $__rate_interval. 10 s = stack/prometheus scrape interval = our provisioning's
     # timeInterval; a stock Grafana datasource without timeInterval uses 15 s (--scrape-interval 15s).
@@ -79,6 +82,36 @@ def iter_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             # Some exports nest panels in non-row containers too; follow them.
             if p.get("panels"):
                 yield from iter_panels(p["panels"])
+
+
+ANNOTATION_PREFIX = "annotation: "
+
+
+def annotation_panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each enabled annotation query as a one-target pseudo panel, so a marker query is run too.
+
+    Grafana's built-in annotations (its own database) have no backend query here and are left out.
+    A legacy Prometheus annotation keeps ``expr`` at the top level; Grafana moves it into a target.
+    """
+    out = []
+    for a in (dash.get("annotations") or {}).get("list") or []:
+        if a.get("builtIn") or not a.get("enable", True):
+            continue
+        target = dict(a.get("target") or {})
+        if not target and a.get("expr"):
+            target = {"expr": a["expr"], "refId": "Anno"}
+        if not target:
+            continue
+        out.append(
+            {
+                "title": ANNOTATION_PREFIX + str(a.get("name") or "?"),
+                "type": "annotation",
+                "datasource": a.get("datasource"),
+                "description": "",
+                "targets": [target],
+            }
+        )
+    return out
 
 
 def _ds_ref(ref: Any) -> dict[str, Any]:
@@ -376,8 +409,19 @@ def _run_tempo(
 def _run_opensearch(
     client: httpx.Client, url: str, index: str, target: dict[str, Any], body: dict[str, Any]
 ) -> tuple[Status, str, int]:
-    r = client.post(f"{url.rstrip('/')}/{index}/_search", json=body)
-    resp = _json_or_error(r)
+    r = client.post(
+        f"{url.rstrip('/')}/_msearch",
+        content=osq.msearch_payload(index, body),
+        headers={"content-type": "application/x-ndjson"},
+    )
+    responses = _json_or_error(r).get("responses") or [{}]
+    resp = responses[0]
+    if resp.get("error"):
+        err = resp["error"]
+        reason = err.get("reason", "") if isinstance(err, dict) else str(err)
+        if isinstance(err, dict) and err.get("root_cause"):
+            reason = f"{reason} ({err['root_cause'][0].get('reason', '')})"
+        raise RuntimeError(f"OpenSearch: {reason}")
     n = osq.count_data_points(target, resp)
     total = resp.get("hits", {}).get("total", {})
     hits = total.get("value") if isinstance(total, dict) else total
@@ -454,8 +498,8 @@ def run_target(
             query_text = interp.interpolate(traceql_of(target), ds_type)
         else:
             lucene = interp.interpolate(str(target.get("query") or ""), ds_type)
-            body = osq.search_body(target, lucene, tr, intervals.interval_s)
-            query_text = f"POST /{backends.opensearch_index}/_search {json.dumps(body, sort_keys=True)}"
+            body = osq.search_body(target, lucene, tr, intervals.interval_s, backends.opensearch_time_field)
+            query_text = f"POST /_msearch {osq.msearch_payload(backends.opensearch_index, body).strip()}"
         if interp.unresolved:
             raise InterpolationError(f"unresolved variables: {', '.join(sorted(set(interp.unresolved)))}")
         if not url:
@@ -502,7 +546,7 @@ def run_doctor(
             rv = resolve_variables(dash, backends, variables or {}, tr, http)
             for p in rv.problems:
                 (report.warnings if SAVED_VALUE in p else report.problems).append(f"{title}: {p}")
-            for panel in iter_panels(dash.get("panels") or []):
+            for panel in [*annotation_panels(dash), *iter_panels(dash.get("panels") or [])]:
                 targets = panel.get("targets") or []
                 name = f"{title} > {panel.get('title') or panel.get('id')}"
                 if not targets:

@@ -64,7 +64,7 @@ def test_every_ports_entry_binds_bind_address_defaulting_to_loopback() -> None:
             )
             assert re.fullmatch(re.escape(BIND_DEFAULT) + r":\d+:\d+", entry), f"{name}: {entry!r}"
             seen += 1
-    assert seen >= 12
+    assert seen >= 11  # every published port of compose.yaml (8889 left with the span-metrics push)
     assert ENV["BIND_ADDRESS"] == "127.0.0.1", ".env must keep BIND_ADDRESS on loopback"
 
 

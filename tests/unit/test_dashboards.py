@@ -203,7 +203,9 @@ def catalog_metric_names() -> set[str]:
     for stage in catalog.COLLECTOR_STAGES:
         for signal in catalog.SIGNAL_SUFFIXES:
             names.add(catalog.collector_metric(stage, signal))
-    names |= {catalog.COLLECTOR_QUEUE_SIZE, catalog.COLLECTOR_QUEUE_CAPACITY}
+    names |= {catalog.COLLECTOR_QUEUE_SIZE, catalog.COLLECTOR_QUEUE_CAPACITY, catalog.SCRAPE_UP}
+    for sli in (catalog.SLO_AVAILABILITY, catalog.SLO_LATENCY):
+        names |= {catalog.slo_error_ratio(sli, w) for w in catalog.SLO_WINDOWS}
     return names
 
 
@@ -364,7 +366,8 @@ def test_every_opensearch_field_and_index_comes_from_the_catalog() -> None:
         if target_type(p, t) != PLUGIN_ID:
             continue
         seen += 1
-        used = lucene_fields(t["query"]) | {t["timeField"]}
+        assert "timeField" not in t, f"{uid} > {p['title']}: the plugin ignores a per-query time field"
+        used = lucene_fields(t["query"])
         used |= {a["field"] for a in t["metrics"] + t["bucketAggs"] if "field" in a}
         assert used <= known, f"{uid} > {p['title']}: {sorted(used - known)} not in catalog.LogField"
     assert seen >= 5
@@ -456,7 +459,6 @@ def test_opensearch_query_round_trips_through_the_cog_runtime() -> None:
         OpenSearchQueryBuilder('a:"b"')
         .ref_id("A")
         .datasource(common.OPENSEARCH)
-        .time_field(catalog.LogField.TIMESTAMP)
         .percentiles(catalog.LogField.DURATION_S, [90, 99.9])
         .terms(catalog.LogField.ROUTE, size=5)
         .date_histogram(catalog.LogField.TIMESTAMP)

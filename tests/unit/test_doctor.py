@@ -19,7 +19,7 @@ from scripts import dashboard_doctor
 from scripts.doctor import Backends, Interpolator, Intervals, Report, Status, TimeRange, VarValue, run_doctor
 from scripts.doctor import opensearch as osq
 from scripts.doctor.report import PanelResult, TargetResult
-from scripts.doctor.runner import iter_panels, resolve_variables, traceql_of
+from scripts.doctor.runner import annotation_panels, iter_panels, resolve_variables, traceql_of
 from scripts.doctor.variables import (
     InterpolationError,
     format_duration,
@@ -231,10 +231,14 @@ def test_every_panel_of_our_dashboards_is_extracted() -> None:
     report = run_doctor(
         dashboards,
         Backends(prometheus=dead_url(), tempo=dead_url(), opensearch=dead_url(), timeout_s=2),
-        {"job": "sample-service", "service": "sample-service"},
+        # route: a query variable with "All" selected cannot be resolved from a dead Prometheus
+        {"job": "sample-service", "service": "sample-service", "route": "/v1/evaluate"},
         time_range=HOUR,
     )
-    expected = sum(1 for d in dashboards for p in iter_panels(d["panels"]))
+    # Every panel, and every annotation query as a pseudo panel (the restart/deploy markers).
+    annotations = sum(len(annotation_panels(d)) for d in dashboards)
+    assert annotations >= 1
+    expected = sum(1 for d in dashboards for p in iter_panels(d["panels"])) + annotations
     assert len(report.panels) == expected >= 50
     assert report.errors == expected and not report.ok
     assert report.summary_line() == f"doctor: {expected} panels, 0 with data, 0 empty, {expected} errors"
@@ -333,10 +337,10 @@ def test_empty_fails_unless_justified_and_errors_always_fail() -> None:
     assert not Report([_panel(Status.DATA)], problems=["T: $x unresolvable"]).ok
 
 
-# --- OpenSearch translation -------------------------------------------------------------------------
+# --- OpenSearch: the body the plugin (grafana/opensearch-datasource at the pinned version) sends -------
 PCT_TARGET = {
     "queryType": "lucene",
-    "timeField": "@timestamp",
+    "timeField": "ignored.by.the.plugin",
     "metrics": [
         {"id": "1", "type": "percentiles", "field": "attributes.d", "settings": {"percents": ["90", "99"]}}
     ],
@@ -345,7 +349,7 @@ PCT_TARGET = {
             "id": "2",
             "type": "terms",
             "field": "attributes.route",
-            "settings": {"size": "5", "orderBy": "_term"},
+            "settings": {"size": "5", "orderBy": "_term", "min_doc_count": "1"},
         },
         {"id": "3", "type": "date_histogram", "field": "@timestamp", "settings": {"interval": "auto"}},
     ],
@@ -356,6 +360,7 @@ def test_opensearch_body_nests_buckets_outermost_first() -> None:
     body = osq.search_body(PCT_TARGET, "a:b", HOUR, 15)
     assert body["size"] == 0
     assert body["query"]["bool"]["filter"][1] == {"query_string": {"analyze_wildcard": True, "query": "a:b"}}
+    # the datasource's time field, not the target's (lucene_handler.go: defaultTimeField)
     rng = body["query"]["bool"]["filter"][0]["range"]["@timestamp"]
     assert (rng["gte"], rng["lte"]) == (1_700_000_000_000, 1_700_003_600_000)
     terms = body["aggs"]["2"]
@@ -366,19 +371,45 @@ def test_opensearch_body_nests_buckets_outermost_first() -> None:
         "min_doc_count": 1,
     }
     hist = terms["aggs"]["3"]["date_histogram"]
-    assert hist["fixed_interval"] == "15s" and hist["extended_bounds"]["min"] == 1_700_000_000_000
+    # `interval` (what the plugin writes), auto = the query interval in the plugin's format
+    assert hist["interval"] == "15s" and "fixed_interval" not in hist
+    assert hist["extended_bounds"]["min"] == 1_700_000_000_000 and hist["min_doc_count"] == 0
+    # metric settings go through as written: percents stay strings
     assert terms["aggs"]["3"]["aggs"] == {
-        "1": {"percentiles": {"field": "attributes.d", "percents": [90.0, 99.0]}}
+        "1": {"percentiles": {"field": "attributes.d", "percents": ["90", "99"]}}
     }
 
 
-def test_opensearch_logs_and_count_queries() -> None:
-    logs = osq.search_body(
-        {"metrics": [{"id": "1", "type": "logs", "settings": {"limit": "100"}}]}, "", HOUR, 15
-    )
-    assert logs["size"] == 100 and "aggs" not in logs
-    assert logs["sort"] == [{"@timestamp": {"order": "desc", "unmapped_type": "boolean"}}]
-    assert logs["query"]["bool"]["filter"][1]["query_string"]["query"] == "*"
+def test_opensearch_time_field_comes_from_the_datasource() -> None:
+    body = osq.search_body(PCT_TARGET, "", HOUR, 15, time_field="observedTimestamp")
+    assert list(body["query"]["bool"]["filter"][0]["range"]) == ["observedTimestamp"]
+    assert len(body["query"]["bool"]["filter"]) == 1  # no query_string for an empty query
+
+
+def test_opensearch_logs_read_size_not_limit() -> None:
+    def logs(settings: dict[str, Any]) -> dict[str, Any]:
+        return osq.search_body({"metrics": [{"id": "1", "type": "logs", "settings": settings}]}, "", HOUR, 15)
+
+    assert logs({"size": "100"})["size"] == 100
+    # the plugin never reads `limit`: such a panel gets its default 500 documents
+    assert logs({"limit": "100"})["size"] == osq.DEFAULT_LOGS_SIZE == 500
+    body = logs({})
+    assert body["sort"] == [{"@timestamp": {"order": "desc", "unmapped_type": "boolean"}}]
+    assert body["docvalue_fields"] == ["@timestamp"]
+    assert body["aggs"]["1"]["date_histogram"]["interval"] == "15s"
+
+
+def test_opensearch_terms_ordered_by_a_metric_get_that_metric_inside() -> None:
+    target = {
+        "metrics": [{"id": "1", "type": "max", "field": "d"}],
+        "bucketAggs": [{"id": "2", "type": "terms", "field": "traceId", "settings": {"orderBy": "1"}}],
+    }
+    terms = osq.search_body(target, "x", HOUR, 15)["aggs"]["2"]
+    assert terms["terms"] == {"field": "traceId", "size": 500, "order": {"1": "desc"}}
+    assert terms["aggs"] == {"1": {"max": {"field": "d"}}}
+
+
+def test_opensearch_fixed_interval_and_interval_format() -> None:
     count = osq.search_body(
         {
             "metrics": [{"id": "1", "type": "count"}],
@@ -390,7 +421,16 @@ def test_opensearch_logs_and_count_queries() -> None:
         HOUR,
         15,
     )
-    assert count["aggs"]["2"]["date_histogram"]["fixed_interval"] == "1m" and "aggs" not in count["aggs"]["2"]
+    assert count["aggs"]["2"]["date_histogram"]["interval"] == "1m" and "aggs" not in count["aggs"]["2"]
+    # tsdb.FormatDuration: the largest whole unit, truncated
+    assert [osq.format_interval(s) for s in (0.5, 7.5, 90, 7200)] == ["500ms", "7s", "1m", "2h"]
+    payload = osq.msearch_payload("o11y-logs", count).splitlines()
+    assert json.loads(payload[0]) == {
+        "index": "o11y-logs",
+        "ignore_unavailable": True,
+        "search_type": "query_then_fetch",
+    }
+    assert json.loads(payload[1]) == count
 
 
 @pytest.mark.parametrize(
@@ -402,7 +442,9 @@ def test_opensearch_logs_and_count_queries() -> None:
             "bucketAggs": [{"id": "2", "type": "geohash_grid", "field": "g"}],
         },
         {"queryType": "PPL", "metrics": [{"id": "1", "type": "count"}]},
-        {"metrics": [{"id": "1", "type": "avg"}]},
+        # no bucket aggregation and not a raw-document query: the plugin rejects it
+        {"metrics": [{"id": "1", "type": "avg", "field": "x"}]},
+        {"metrics": [{"id": "1", "type": "avg"}], "bucketAggs": [{"id": "2", "type": "date_histogram"}]},
     ],
 )
 def test_opensearch_unsupported_parts_are_errors(target: dict[str, Any]) -> None:
