@@ -85,8 +85,17 @@ class TTLCache(Generic[K, V]):
             return value  # type: ignore[return-value]
         pending = self._inflight.get(key)
         if pending is not None:
-            # shield: one impatient (cancelled) caller must not cancel the load for everyone else.
-            return await asyncio.shield(pending)
+            try:
+                # shield: one impatient (cancelled) caller must not cancel the load for everyone else.
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise  # this caller itself is being cancelled
+                # The loading caller was cancelled (e.g. its request's sibling step timed out) and its
+                # load died with it; that is no reason to fail this request: load again. Re-raising
+                # here answered these waiters with a 500 (seen in the pool_starvation drill).
+                return await self.get_or_load(key, loader)
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:

@@ -106,3 +106,41 @@ async def test_failed_load_is_not_cached_and_reaches_every_waiter() -> None:
         return 7
 
     assert await cache.get_or_load("k", ok) == 7
+
+
+async def test_waiters_load_again_when_the_loading_caller_is_cancelled() -> None:
+    cache, _, _ = make()
+    started = asyncio.Event()
+    calls = 0
+
+    async def loader() -> int:
+        nonlocal calls
+        calls += 1
+        started.set()
+        await asyncio.sleep(0.05)
+        return 9
+
+    first = asyncio.create_task(cache.get_or_load("k", loader))
+    await started.wait()
+    waiters = [asyncio.create_task(cache.get_or_load("k", loader)) for _ in range(3)]
+    await asyncio.sleep(0)  # the waiters are now parked on the first caller's load
+    first.cancel()
+    assert await asyncio.gather(*waiters) == [9, 9, 9]
+    assert first.cancelled() and calls == 2  # one new load, shared by the three waiters
+
+
+async def test_a_cancelled_waiter_is_still_cancelled() -> None:
+    cache, _, _ = make()
+
+    async def loader() -> int:
+        await asyncio.sleep(0.05)
+        return 1
+
+    loading = asyncio.create_task(cache.get_or_load("k", loader))
+    await asyncio.sleep(0)
+    waiter = asyncio.create_task(cache.get_or_load("k", loader))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await loading == 1  # and the load it waited on went on for the others
