@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,14 +108,35 @@ class Compose:
     def set_scenarios(self, active: list[str]) -> dict[str, Any]:
         """PUT /admin/scenarios the way the service's docs tell a compose user to: from inside the
         container (the endpoint answers loopback clients only; a published port is not loopback)."""
-        code = ("import json, sys, urllib.request as u; "
-                "r = u.Request('http://127.0.0.1:8000/admin/scenarios', "
-                "data=sys.argv[1].encode(), method='PUT', headers={'content-type': 'application/json'}); "
+        return self._scenarios("PUT", json.dumps({"active": active}))
+
+    def scenarios(self) -> dict[str, Any]:
+        """GET /admin/scenarios, the same way (`docker compose exec`, not the CLI under test)."""
+        return self._scenarios("GET", "")
+
+    def _scenarios(self, method: str, body: str) -> dict[str, Any]:
+        code = ("import sys, urllib.request as u; "
+                "r = u.Request('http://127.0.0.1:8000/admin/scenarios', data=sys.argv[2].encode() or None, "
+                "method=sys.argv[1], headers={'content-type': 'application/json'}); "
                 "print(u.urlopen(r, timeout=10).read().decode())")
-        proc = self.exec("sample-service", "python", "-c", code, json.dumps({"active": active}))
+        proc = self.exec("sample-service", "python", "-c", code, method, body)
         if proc.returncode != 0:
-            raise RuntimeError(f"setting scenarios {active} via exec failed: {proc.stderr[-2000:]}")
+            raise RuntimeError(f"{method} /admin/scenarios {body} via exec failed: {proc.stderr[-2000:]}")
         return dict(json.loads(proc.stdout))
+
+    def o11y(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """The `o11y` console script as a user runs it against this project: the Docker SDK finds the
+        engine through DOCKER_HOST and the project through COMPOSE_PROJECT_NAME, as compose does."""
+        script = Path(sys.executable).parent / "o11y"
+        assert script.is_file(), f"{script} missing: `pip install -e '.[tools]'` (make venv) installs it"
+        env = {**self.engine.run_env(), "COMPOSE_PROJECT_NAME": self.project, "O11Y_BACKEND": "compose",
+               # rich draws to the pipe at this width without colour codes, one table row per line
+               "COLUMNS": "220", "NO_COLOR": "1", "TERM": "dumb"}
+        t0 = time.monotonic()
+        proc = subprocess.run([str(script), *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout, env=env)
+        self.log.append(f"$ o11y {' '.join(args)}  -> {proc.returncode} in {time.monotonic() - t0:.1f}s")
+        return proc
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Per service: state, health, exit code (from the engine, via the Docker SDK)."""
@@ -126,6 +148,7 @@ class Compose:
                 out[c.labels["com.docker.compose.service"]] = {
                     "status": st.get("Status"), "health": (st.get("Health") or {}).get("Status"),
                     "exit_code": st.get("ExitCode"), "restarts": c.attrs.get("RestartCount", 0),
+                    "started_at": st.get("StartedAt"),
                     "image": c.attrs["Config"]["Image"],
                 }
             return out
@@ -195,7 +218,7 @@ _PY = Hardening(10001, True, frozenset({"/tmp"}), "image USER 10001; /tmp for te
 HARDENING = {
     "postgres": Hardening(999, True, frozenset({"/var/run/postgresql", "/tmp"}),
                           "compose `user: postgres` (the image starts as root); socket dir + /tmp"),
-    "migrate": _PY, "opensearch-setup": _PY, "partner-api": _PY, "sample-service": _PY,
+    "migrate": _PY, "opensearch-setup": _PY, "partner-api": _PY, "sample-service": _PY, "loadgen": _PY,
     "otel-collector": Hardening(10001, True, why="image USER 10001; writes only its queue volume"),
     "prometheus": Hardening(65534, True, why="image USER nobody; writes only its TSDB volume"),
     # here Jaeger (USER 10001) stands in: Tempo's own read-only root is not proven, so not set

@@ -6,10 +6,12 @@ only where neither is possible, printing why. Third-party images are built local
 (scripts/engine/local_images.py) since no registry answers; what runs differs from compose.yaml
 only as tests/stack/compose_e2e.py says.
 
-The tests run in file order and share one compose project: first `up` from a clean engine, what the
-stack proves while up (loopback-only ports, container hardening, Prometheus refusing its admin and
-lifecycle APIs, no .env secret in any image: docs/security.md), `down`/`up` keeping data, an `.env`
-credential edit, `up` without builds, and a backend that fails to start.
+The tests run in file order and share one compose project: first `up` from a clean engine, the
+loadgen service's traffic in Prometheus before any test sends a request, what the stack proves while
+up (loopback-only ports, container hardening, Prometheus refusing its admin and lifecycle APIs, no
+.env secret in any image: docs/security.md), the `o11y` CLI driving it through the Docker SDK
+(status, scenario, chaos, load), `down`/`up` keeping data, an `.env` credential edit, `up` without
+builds, and a backend that fails to start.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from tests.stack.security import path_in_container, process_facts, prometheus_wr
 from tests.stack.traffic import Driver, SteadyLoad
 from tests.static.test_security import secret_values
 
-pytestmark = [pytest.mark.docker, pytest.mark.stack]
+# The first test's set-up builds our images without cache: on a loaded 2-core machine that alone
+# went past the suite's default 600 s (370 s build + local images + `up`).
+pytestmark = [pytest.mark.docker, pytest.mark.stack, pytest.mark.timeout(2400)]
 FAULTS = REPO / "tests" / "compose" / "faults"
 # "a few seconds": every container handles SIGTERM, none needs the 10 s kill, and the services do
 # not wait out their telemetry budget for a collector that `down` already stopped.
@@ -130,6 +134,20 @@ def test_first_up_reaches_healthy(first_up: Compose) -> None:
     for name, why in first_up.absent.items():
         assert name not in states, (name, why)
         print(f"\nabsent from the compose e2e: {name}: {why}")
+
+
+def test_loadgen_traffic_reaches_prometheus_without_any_script(first_up: Compose) -> None:
+    """Dashboards have data minutes after `up`: before any test sends a request, the loadgen
+    service's requests show in the service's RED histogram and in the partner API's."""
+    b, t0 = backends_at(), time.monotonic()
+    m = catalog.HTTP_SERVER_DURATION
+    for job, route in ((SERVICE, "/v1/evaluate"), (SERVICE, "/v1/users/{user_id}/records"),
+                       ("partner-api", "/v1/score/{user_id}")):
+        q = f'sum(increase({m.count}{{job="{job}",{catalog.L.HTTP_ROUTE}="{route}"}}[10m]))'
+        poll_until(lambda q=q: (b.prom_value(q) or 0) > 0, f"loadgen's requests in Prometheus: {q}", 240)
+    FIG["loadgen_visible_after_up_s"] = round(time.monotonic() - t0, 1)
+    log = first_up.logs("loadgen")
+    assert "load: " in log and "forever against http://sample-service:8000" in log, log[-2000:]
 
 
 def test_published_ports_are_loopback_only(first_up: Compose) -> None:
@@ -263,6 +281,119 @@ def test_dashboard_doctor_under_compose(ctx: Ctx) -> None:
     FIG["doctor"] = assert_every_panel_has_data(ctx.backends)
 
 
+# ------------------------------------------------------------------- the o11y CLI under compose
+ONE_SHOTS = ("migrate", "opensearch-setup")
+
+
+def _status_rows(out: str) -> dict[str, list[str]]:
+    """The `o11y status` table, cells by component (rich's box-drawing columns)."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃").split("│")]
+        if len(cells) == 6 and cells[0] and cells[0] != "component":
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _mib(cell: str) -> float:
+    assert cell.endswith(" MiB"), cell
+    return float(cell.removesuffix(" MiB"))
+
+
+def test_cli_status_lists_every_component_with_health_and_memory(first_up: Compose, ctx: Ctx) -> None:
+    proc = first_up.o11y("status")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = _status_rows(proc.stdout)
+    assert set(rows) == set(compose_model.load(REPO, prefer_binary=False).services), rows
+    memory = {}
+    for name, (state, healthy, uptime, mem, _url) in rows.items():
+        if name in first_up.absent:
+            assert state == "absent", (name, rows[name])
+        elif name in ONE_SHOTS:
+            assert state == "exited" and mem == "-", (name, rows[name])
+        else:
+            assert state == "running" and healthy == "yes", (name, rows[name])
+            assert uptime != "-", (name, rows[name])
+            memory[name] = _mib(mem)
+            assert memory[name] > 0, (name, rows[name])
+    # the URLs a person opens are the published ones, on BIND_ADDRESS
+    assert rows[SERVICE][4] == f"http://{BIND}:8000" and rows["prometheus"][4] == f"http://{BIND}:9090"
+    FIG["cli_status_memory_mib"] = memory
+
+
+def test_cli_scenario_on_and_off_through_the_container(first_up: Compose, ctx: Ctx) -> None:
+    """/admin/* answers loopback clients only: the CLI execs inside the service's container."""
+    proc = first_up.o11y("scenario", "on", "cache_off")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert first_up.scenarios()["active"] == ["cache_off"], "the CLI said on, the service says otherwise"
+    proc = first_up.o11y("scenario", "off", "all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert first_up.scenarios()["active"] == []
+
+
+def test_cli_chaos_pause_and_resume(first_up: Compose, ctx: Ctx) -> None:
+    b = backends_at()
+    proc = first_up.o11y("chaos", "pause", "prometheus")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    try:
+        assert first_up.states()["prometheus"]["status"] == "paused"
+        with pytest.raises(httpx.TimeoutException):  # frozen: the port accepts, nothing answers
+            httpx.get(f"{b.prometheus}/-/ready", timeout=3)
+        assert _status_rows(first_up.o11y("status").stdout)["prometheus"][0] == "paused"
+    finally:
+        proc = first_up.o11y("chaos", "resume", "prometheus")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert first_up.states()["prometheus"]["status"] == "running"
+    poll_until(lambda: httpx.get(f"{b.prometheus}/-/ready", timeout=5).status_code == 200,
+               "Prometheus answers after resume", 60)
+
+
+@pytest.mark.parametrize("action", ["stop", "kill"])
+def test_cli_chaos_stop_or_kill_then_start_is_healthy_again(action: str, first_up: Compose, ctx: Ctx) -> None:
+    partner = backends_at().partner
+    started = first_up.states()["partner-api"]["started_at"]
+    proc = first_up.o11y("chaos", action, "partner")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    st = first_up.states()["partner-api"]
+    assert st["status"] == "exited", st
+    if action == "kill":
+        assert st["exit_code"] == 137, st  # SIGKILL, not a clean stop
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{partner}/healthz", timeout=3)
+    t0 = time.monotonic()
+    proc = first_up.o11y("chaos", "start", "partner")
+    FIG.setdefault("cli_chaos_start_s", {})[action] = round(time.monotonic() - t0, 1)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    st = first_up.states()["partner-api"]
+    assert st["status"] == "running" and st["health"] == "healthy", st  # start waited for it
+    assert httpx.get(f"{partner}/healthz", timeout=5).status_code == 200
+    assert st["started_at"] != started, "the same process as before"
+
+
+def test_cli_load_against_the_published_port(first_up: Compose, ctx: Ctx, tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    # A long per-request timeout: other work on the machine may starve the containers for seconds,
+    # and this checks that every request is answered, not how fast.
+    proc = first_up.o11y("load", "--rate", "5", "--duration", "10s", "--timeout", "120", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["config"]["base_url"] == f"http://{BIND}:8000", result["config"]
+    total = result["total"]
+    assert total["completed"] == total["scheduled"] == 50 and total["errors"] == 0, total
+    assert {"evaluate", "records"} <= set(result["routes"]), result["routes"].keys()
+    assert "p99" in total["latency_ms"] and "p99" in proc.stdout, proc.stdout
+    FIG["cli_load"] = {k: total[k] for k in ("completed", "errors", "throughput_rps", "latency_ms")}
+
+
+def test_every_service_healthy_after_the_cli_tests(first_up: Compose) -> None:
+    """The chaos above leaves nothing behind for the tests after it."""
+    states = first_up.states()
+    for name, st in states.items():
+        if name not in ONE_SHOTS:
+            assert st["status"] == "running", (name, st)
+            assert st["health"] == "healthy", (name, st)
+
+
 # ------------------------------------------------------------------------- down / up keeps data
 def _psql(c: Compose, sql: str) -> str:
     pins = read_env_pins(REPO)
@@ -280,7 +411,10 @@ def test_down_then_up_keeps_every_piece_of_data(first_up: Compose, ctx: Ctx) -> 
     users = int(_psql(c, "SELECT count(*) FROM users"))
     decisions = poll_until(lambda: int(_psql(c, "SELECT count(*) FROM decision_events")) or None,
                            "decision events written by the traffic", 60)
-    trace_id = poll_until(lambda: traces_with_partner_hop(ctx), "a complete trace in the trace store", 90)[0]
+    # One of our own complete traces, looked up by id: by the time this runs, the loadgen's traces
+    # fill the trace store's search window (its most recent 200) and ours are out of it.
+    trace_id = poll_until(lambda: next((t for t in ctx.trace_ids if b.trace(t)), None)
+                          or traces_with_partner_hop(ctx)[0], "a complete trace in the trace store", 90)
     series = f'{catalog.HTTP_SERVER_DURATION.count}{{job="{SERVICE}"}}'
     at = time.time()
     samples = poll_until(lambda: b.prom_value(f"sum(count_over_time({series}[1h]))"), "samples", 60)
