@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from benchmarks.app import HashOnceResource
+from sample_service.domain_metrics import DomainMetrics
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import JsonLinesFormatter, TraceContextLoggingHandler
 from sample_service.telemetry.metrics import ServiceMetrics
@@ -56,7 +57,7 @@ def _time(fn: Callable[[], Any], n: int) -> float:
 
 
 def _request_metrics(
-    metrics: ServiceMetrics, seconds: list[float], ex: dict[str, str] | None
+    metrics: ServiceMetrics, domain: DomainMetrics, seconds: list[float], ex: dict[str, str] | None
 ) -> Callable[[], None]:
     """One evaluate request's metric recording, the durations cycling through ``seconds``."""
     n = len(seconds)
@@ -67,7 +68,7 @@ def _request_metrics(
         d = seconds[i]
         for op in ("SELECT", "SELECT", "INSERT"):
             metrics.db_operation("postgresql", op, d / 20, ex)
-        metrics.rules_evaluated("standard", "approve", d / 50, 12, ex)
+        domain.rules_evaluated("standard", "approve", d / 50, 12, ex)
         metrics.http_server_request("POST", "/v1/evaluate", "200", "", d, ex)
 
     return run
@@ -82,7 +83,7 @@ def native_histograms_ab(pairs: int, ex: dict[str, str] | None) -> list[str]:
     for name, native in (("off", None), ("on", NativeIndex())):
         registry = CollectorRegistry()
         metrics = ServiceMetrics(registry, native)
-        record = _request_metrics(metrics, seconds, ex)
+        record = _request_metrics(metrics, DomainMetrics(registry, native), seconds, ex)
         for _ in range(20_000):  # every child and native bucket the run will touch exists already
             record()
         # What Prometheus gets: OpenMetrics without native buckets, the protobuf format with them.

@@ -16,6 +16,7 @@ from sample_service.api import admin, evaluate, health, records
 from sample_service.context import Services
 from sample_service.db import MAIN_POOL, STARVED_POOL, Database, create_engine
 from sample_service.decisions import DecisionPublisher
+from sample_service.domain_metrics import domain_metrics
 from sample_service.limits import BodySizeLimitMiddleware
 from sample_service.partner_client import create_http_client
 from sample_service.responses import ORJSONResponse
@@ -38,6 +39,7 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None,
     owns_telemetry = telemetry is None
     # Built here, not in the lifespan: its middleware must be added before the app first runs.
     tel = telemetry if telemetry is not None else setup_telemetry(settings)
+    metrics = domain_metrics(tel)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,16 +52,16 @@ def create_app(settings: Settings, *, telemetry: Telemetry | None = None,
         http = create_http_client(settings)
         tel.instrument_httpx(http)
         db = Database(main_engine, starved_engine)
-        cache_metrics = tel.metrics.cache(RULES_CACHE)
+        cache_metrics = metrics.cache(RULES_CACHE)
         cache: TTLCache = TTLCache(
             max_entries=settings.rules_cache_max_entries, ttl_s=settings.rules_cache_ttl_s,
             observer=cache_metrics,
         )
-        publisher = DecisionPublisher(db.sessions, tel.metrics, max_queue=settings.decision_queue_size,
+        publisher = DecisionPublisher(db.sessions, metrics, max_queue=settings.decision_queue_size,
                                       batch_size=settings.decision_batch_size)
         publisher.start()
         app.state.services = Services(
-            settings=settings, telemetry=tel, db=db, http=http,
+            settings=settings, telemetry=tel, metrics=metrics, db=db, http=http,
             rules=RuleRepository(cache, cache_metrics), decisions=publisher,
             scenarios=ScenarioState(settings.scenarios),
         )

@@ -9,6 +9,7 @@ from fastapi import Request
 
 from sample_service.db import Database
 from sample_service.decisions import DecisionPublisher
+from sample_service.domain_metrics import DomainMetrics, NoOpDomainMetrics
 from sample_service.rules.repository import RuleRepository
 from sample_service.scenarios import ScenarioState
 from sample_service.settings import Settings
@@ -19,6 +20,7 @@ from sample_service.telemetry import Telemetry
 class Services:
     settings: Settings
     telemetry: Telemetry
+    metrics: DomainMetrics | NoOpDomainMetrics
     db: Database
     http: httpx.AsyncClient
     rules: RuleRepository

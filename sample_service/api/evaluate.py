@@ -77,7 +77,7 @@ async def evaluate(
     outcome = evaluate_rules(rules, context)
     seconds = time.perf_counter() - started
     label = segment_label(*segment)
-    svc.telemetry.metrics.rules_evaluated(
+    svc.metrics.rules_evaluated(
         label, outcome.decision, seconds, outcome.evaluated, current_exemplar()
     )
 

@@ -21,10 +21,10 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from sample_service.settings import Settings
 from sample_service.telemetry import compat, providers
 from sample_service.telemetry.asgi import DEFAULT_EXCLUDED_PATHS, ServerTelemetryMiddleware
 from sample_service.telemetry.compat import LoggerProvider, LogRecordExporter
+from sample_service.telemetry.config import TelemetrySettings
 from sample_service.telemetry.drop_counts import defer_drop_counts
 from sample_service.telemetry.logs import LogPipeline
 from sample_service.telemetry.metrics import NoOpServiceMetrics, ServiceMetrics, register_build_info
@@ -40,6 +40,7 @@ from sample_service.telemetry.spans import reset_active_tracer, set_active_trace
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy.engine import Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from sample_service.telemetry.db import EngineInstrumentation, PoolsCollector
@@ -62,7 +63,7 @@ class Telemetry:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: TelemetrySettings,
         *,
         registry: CollectorRegistry,
         tracer_provider: TracerProvider | None = None,
@@ -151,7 +152,7 @@ class Telemetry:
             allowed=self.allowed,
         )
 
-    def instrument_engine(self, engine: AsyncEngine, pool_name: str,
+    def instrument_engine(self, engine: AsyncEngine | Engine, pool_name: str,
                           max_overflow: int | None = None) -> EngineInstrumentation | None:
         """``max_overflow``: the engine's overflow limit, for ``db_client_connection_max`` (read from
         the pool's private field when not given, lean mode only)."""
@@ -293,7 +294,7 @@ def _join_all(threads: list[threading.Thread], deadline: float) -> None:
 
 
 def setup_telemetry(
-    settings: Settings,
+    settings: TelemetrySettings,
     *,
     span_exporter: SpanExporter | None = None,
     log_exporter: LogRecordExporter | None = None,
@@ -400,7 +401,7 @@ def set_global_providers(
             _log.warning("another global LoggerProvider was set first; others' OTel log records go there")
 
 
-def allowed_private_names(settings: Any) -> compat.Allowed:
+def allowed_private_names(settings: TelemetrySettings) -> compat.Allowed:
     """Stock mode uses no private name; lean mode those of libraries at their checked versions."""
     stock = getattr(settings, "telemetry_mode", "lean") == "stock"
     return compat.no_private_api if stock else compat.private_api

@@ -26,7 +26,7 @@ from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.native_histograms import NativeBuckets, NativeIndex
 
 
-def _histogram(metric: c.Metric, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
+def histogram(metric: c.Metric, registry: CollectorRegistry, buckets: tuple[float, ...]) -> Histogram:
     return Histogram(
         metric.prom,
         metric.description,
@@ -37,18 +37,18 @@ def _histogram(metric: c.Metric, registry: CollectorRegistry, buckets: tuple[flo
     )
 
 
-def _counter(metric: c.Metric, registry: CollectorRegistry) -> Counter:
+def counter(metric: c.Metric, registry: CollectorRegistry) -> Counter:
     return Counter(metric.prom, metric.description, metric.labels, registry=registry)
 
 
-def _gauge(metric: c.Metric, registry: CollectorRegistry) -> Gauge:
+def gauge(metric: c.Metric, registry: CollectorRegistry) -> Gauge:
     return Gauge(metric.prom, metric.description, metric.labels, registry=registry)
 
 
 def register_build_info(registry: CollectorRegistry, resource_attributes: Any) -> None:
     """The build and start time of this process on /metrics: the service dashboard marks a new label
     set (deploy) or a new start time (restart) as an annotation, which no request metric can show."""
-    info = _gauge(c.SERVICE_BUILD_INFO, registry)
+    info = gauge(c.SERVICE_BUILD_INFO, registry)
     # vcs.ref.head.revision is the semconv resource attribute for the commit (OTEL_RESOURCE_ATTRIBUTES).
     version = str(resource_attributes.get("service.version") or "unknown")
     info.labels(version, str(resource_attributes.get("vcs.ref.head.revision") or "unknown")).set(1)
@@ -114,7 +114,7 @@ def fast_observe(child: Any, native: NativeIndex | None = None, allowed: Allowed
     return child
 
 
-class _Children:
+class LabelChildren:
     """Label-values tuple → prometheus-client child (a ``_FastObserve`` for histograms), cached."""
 
     __slots__ = ("_allowed", "_cache", "_histogram", "_metric", "_native")
@@ -138,32 +138,12 @@ class _Children:
         return child
 
 
-class CacheMetrics:
-    """Hit/miss/eviction/size of one named cache; the children are bound once."""
-
-    __slots__ = ("_entries", "_evictions", "_hit", "_miss")
-
-    def __init__(self, requests: Counter, evictions: Counter, entries: Gauge, name: str) -> None:
-        self._hit = requests.labels(name, "hit")
-        self._miss = requests.labels(name, "miss")
-        self._evictions = evictions.labels(name)
-        self._entries = entries.labels(name)
-
-    def hit(self) -> None:
-        self._hit.inc()
-
-    def miss(self) -> None:
-        self._miss.inc()
-
-    def evicted(self, n: int = 1) -> None:
-        self._evictions.inc(n)
-
-    def set_entries(self, n: int) -> None:
-        self._entries.set(n)
-
-
 class ServiceMetrics:
-    """Every metric the service records itself (pool gauges are read at scrape time: see db_pool)."""
+    """The generic HTTP and DB metrics (pool gauges are read at scrape time: db.PoolsCollector).
+
+    A service's own business metrics are the service's to register, on ``Telemetry.registry`` with
+    ``histogram``/``counter``/``gauge`` and ``LabelChildren`` (sample_service/domain_metrics.py): the
+    package stays free of any one service's domain."""
 
     enabled = True
 
@@ -173,28 +153,18 @@ class ServiceMetrics:
         # Native (exponential) buckets beside the classic ones on every latency histogram (issue 14):
         # served only in the protobuf exposition that Prometheus asks for (native_histograms.py).
         self.native = native
-        self.http_server_duration = _histogram(c.HTTP_SERVER_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
-        self.http_server_active = _gauge(c.HTTP_SERVER_ACTIVE, registry)
-        self.http_client_duration = _histogram(c.HTTP_CLIENT_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
-        self.db_operation_duration = _histogram(c.DB_OPERATION_DURATION, registry, c.FAST_DURATION_BUCKETS_S)
-        self.pool_wait = _histogram(c.DB_CONN_WAIT, registry, c.FAST_DURATION_BUCKETS_S)
-        self.pool_use = _histogram(c.DB_CONN_USE, registry, c.FAST_DURATION_BUCKETS_S)
-        self.pool_timeouts = _counter(c.DB_CONN_TIMEOUTS, registry)
-        self.cache_requests = _counter(c.CACHE_REQUESTS, registry)
-        self.cache_evictions = _counter(c.CACHE_EVICTIONS, registry)
-        self.cache_entries = _gauge(c.CACHE_ENTRIES, registry)
-        self.rules_duration = _histogram(c.RULES_EVAL_DURATION, registry, c.FAST_DURATION_BUCKETS_S)
-        self.rules_count = _counter(c.RULES_EVALUATED, registry)
-        self.decision_events = _counter(c.DECISION_EVENTS, registry)
+        self.http_server_duration = histogram(c.HTTP_SERVER_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
+        self.http_server_active = gauge(c.HTTP_SERVER_ACTIVE, registry)
+        self.http_client_duration = histogram(c.HTTP_CLIENT_DURATION, registry, c.HTTP_DURATION_BUCKETS_S)
+        self.db_operation_duration = histogram(c.DB_OPERATION_DURATION, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_wait = histogram(c.DB_CONN_WAIT, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_use = histogram(c.DB_CONN_USE, registry, c.FAST_DURATION_BUCKETS_S)
+        self.pool_timeouts = counter(c.DB_CONN_TIMEOUTS, registry)
 
-        self._http_server = _Children(self.http_server_duration, native, allowed)
-        self._http_active = _Children(self.http_server_active)
-        self._http_client = _Children(self.http_client_duration, native, allowed)
-        self._db_operation = _Children(self.db_operation_duration, native, allowed)
-        self._rules_duration = _Children(self.rules_duration, native, allowed)
-        self._rules_count = _Children(self.rules_count)
-        self._decision = _Children(self.decision_events)
-        self._caches: dict[str, CacheMetrics] = {}
+        self._http_server = LabelChildren(self.http_server_duration, native, allowed)
+        self._http_active = LabelChildren(self.http_server_active)
+        self._http_client = LabelChildren(self.http_client_duration, native, allowed)
+        self._db_operation = LabelChildren(self.db_operation_duration, native, allowed)
 
     # --- HTTP -------------------------------------------------------------------------------
     def http_server_request(
@@ -229,45 +199,6 @@ class ServiceMetrics:
     ) -> None:
         self._db_operation.get((system, operation)).observe(seconds, exemplar)
 
-    # --- cache / business -------------------------------------------------------------------
-    def cache(self, name: str) -> CacheMetrics:
-        metrics = self._caches.get(name)
-        if metrics is None:
-            metrics = self._caches[name] = CacheMetrics(
-                self.cache_requests, self.cache_evictions, self.cache_entries, name
-            )
-        return metrics
-
-    def rules_evaluated(
-        self,
-        segment: str,
-        decision: str,
-        seconds: float,
-        rules_count: int,
-        exemplar: dict[str, str] | None = None,
-    ) -> None:
-        self._rules_duration.get((segment, decision)).observe(seconds, exemplar)
-        self._rules_count.get((segment,)).inc(rules_count)
-
-    def decision_event(self, outcome: str) -> None:
-        self._decision.get((outcome,)).inc()
-
-
-class _NoOpCacheMetrics:
-    __slots__ = ()
-
-    def hit(self) -> None:
-        pass
-
-    def miss(self) -> None:
-        pass
-
-    def evicted(self, n: int = 1) -> None:
-        pass
-
-    def set_entries(self, n: int) -> None:
-        pass
-
 
 class _NoOpGauge:
     __slots__ = ()
@@ -279,7 +210,6 @@ class _NoOpGauge:
         pass
 
 
-_NOOP_CACHE = _NoOpCacheMetrics()
 _NOOP_GAUGE = _NoOpGauge()
 
 
@@ -298,13 +228,4 @@ class NoOpServiceMetrics:
         pass
 
     def db_operation(self, *args: Any) -> None:
-        pass
-
-    def cache(self, name: str) -> _NoOpCacheMetrics:
-        return _NOOP_CACHE
-
-    def rules_evaluated(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def decision_event(self, outcome: str) -> None:
         pass

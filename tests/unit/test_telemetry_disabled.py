@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 from opentelemetry.trace import NoOpTracer
 
+from sample_service.domain_metrics import NoOpDomainMetrics, domain_metrics
 from sample_service.settings import Settings
 from sample_service.telemetry import setup_telemetry
 from sample_service.telemetry.metrics import NoOpServiceMetrics
@@ -28,13 +29,15 @@ async def test_disabled_telemetry_is_inert() -> None:
         metrics = await client.get("/metrics")
     assert metrics.status_code == 200 and metrics.content == b""
 
-    cache = tel.metrics.cache("rules")
+    metrics = domain_metrics(tel)
+    assert isinstance(metrics, NoOpDomainMetrics)
+    cache = metrics.cache("rules")
     cache.hit()
     cache.miss()
     cache.evicted(2)
     cache.set_entries(3)
-    tel.metrics.rules_evaluated("s", "d", 0.1, 3)
-    tel.metrics.decision_event("published")
+    metrics.rules_evaluated("s", "d", 0.1, 3)
+    metrics.decision_event("published")
     assert tel.metrics_response(None)[0] == b""
     assert tel.instrument_engine(None, "main") is None  # type: ignore[arg-type]
     tel.shutdown()
@@ -54,7 +57,7 @@ def test_metrics_only_mode_has_no_tracer_provider_but_records() -> None:
         app = FastAPI()
         tel.instrument_app(app)
         assert len(app.user_middleware) == 1
-        tel.metrics.cache("c").hit()
+        domain_metrics(tel).cache("c").hit()
         assert b'cache_requests_total{cache_name="c",cache_result="hit"} 1.0' in tel.metrics_response(None)[0]
     finally:
         tel.shutdown()

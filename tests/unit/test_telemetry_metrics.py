@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sample_service.domain_metrics import domain_metrics
 from sample_service.telemetry import catalog
 from tests.unit.test_telemetry_support import Rig, build_app, client_for, make_rig, server_spans
 
@@ -78,15 +79,16 @@ async def test_unsampled_requests_carry_no_exemplar(monkeypatch: pytest.MonkeyPa
 
 
 def test_cache_rules_and_decision_metrics_use_catalog_names(rig: Rig) -> None:
-    cache = rig.tel.metrics.cache("rules")
+    metrics = domain_metrics(rig.tel)
+    cache = metrics.cache("rules")
     cache.hit()
     cache.hit()
     cache.miss()
     cache.evicted(3)
     cache.set_entries(7)
-    rig.tel.metrics.rules_evaluated("DE:loan", "approve", 0.0004, rules_count=4)
-    rig.tel.metrics.decision_event("published")
-    rig.tel.metrics.decision_event("dropped")
+    metrics.rules_evaluated("DE:loan", "approve", 0.0004, rules_count=4)
+    metrics.decision_event("published")
+    metrics.decision_event("dropped")
 
     families = rig.scrape()
 
@@ -114,11 +116,13 @@ def test_cache_rules_and_decision_metrics_use_catalog_names(rig: Rig) -> None:
     ) == pytest.approx(0.0004)
     assert value(catalog.DECISION_EVENTS, catalog.DECISION_EVENTS.prom, outcome="dropped") == 1
     # The same object comes back for the same cache: children are bound once.
-    assert rig.tel.metrics.cache("rules") is cache
+    assert metrics.cache("rules") is cache
 
 
 def test_every_service_metric_family_is_registered(rig: Rig) -> None:
-    """Each catalog 'service' metric except the pool ones (they need an engine: test_telemetry_db)."""
+    """Each catalog 'service' metric except the pool ones (they need an engine: test_telemetry_db),
+    the package's and the service's own domain metrics together."""
+    domain_metrics(rig.tel)
     families = rig.scrape()
     expected = {
         m.prom.removesuffix("_total")

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from sample_service.domain_metrics import DomainMetrics
 from sample_service.telemetry import catalog
 from sample_service.telemetry.metrics import ServiceMetrics
 from sample_service.telemetry.native_histograms import (
@@ -137,7 +138,7 @@ def _service_metrics() -> tuple[CollectorRegistry, ServiceMetrics]:
     for v in (0.303, 0.305, 0.307):
         metrics.http_server_request("POST", "/v1/evaluate", "200", "", v, ex)
     metrics.http_server_request("GET", "/v1/users/{user_id}/records", "200", "", 0.012, None)
-    metrics.cache("rules").hit()
+    DomainMetrics(registry, metrics.native).cache("rules").hit()
     metrics.http_server_active_requests("POST").inc()
     return registry, metrics
 
