@@ -33,6 +33,7 @@ from scripts.o11y.main import app
 from scripts.o11y.native_backend import NativeBackend, proc_state
 from tests.stack.backends import Backends
 from tests.stack.conftest import poll_until
+from tests.stack.drill_checks import assert_drill_leads_to_slow_traces
 
 pytestmark = pytest.mark.stack
 SERVICE = "http://127.0.0.1:8000"
@@ -199,26 +200,7 @@ def test_drill_pool_starvation(cli: dict[str, str], tmp_path: Path) -> None:
     drill = json.loads(out.read_text())
     assert httpx.get(f"{SERVICE}/admin/scenarios", timeout=10).json()["active"] == []
     assert drill["scenario"] == "pool_starvation" and drill["route"] == "evaluate"
-    # every evaluate holds the starved pool's one connection for 0.2 s: a lower bound, whatever the load
-    on = drill["scenario_run"]["routes"]["evaluate"]
-    assert min(ms for _, ms in on["curve_ms"]) >= 200, on["latency_ms"]
-    assert any(m["group"] == "evaluate" for m in drill["moved"]), drill["moved"]
-    # exemplars of the window: trace ids the trace store returns, slowest first, >= the hold
-    ex = drill["exemplars"]
-    assert ex, drill["exemplar_note"]
-    assert [e["value_ms"] for e in ex] == sorted((e["value_ms"] for e in ex), reverse=True)
-    assert ex[0]["value_ms"] >= 200
-    backends = Backends()
-    poll_until(lambda: backends.trace(ex[0]["trace_id"]), f"exemplar trace {ex[0]['trace_id']} stored", 60)
-    assert ex[0]["trace_id"] in text
-    # the links the drill prints open: the trace's JSON, and each panel's query answered by Prometheus
-    trace_doc = httpx.get(ex[0]["trace_url"], timeout=10)
-    assert trace_doc.status_code == 200 and ex[0]["trace_id"] in trace_doc.text, ex[0]["trace_url"]
-    prom_links = [p["prometheus_url"] for p in drill["panels"] if p.get("prometheus_url")]
-    assert prom_links, drill["panels"]
-    for url in prom_links:
-        answer = httpx.get(url, timeout=10)
-        assert answer.status_code == 200 and answer.json()["status"] == "success", (url, answer.text[:300])
+    assert_drill_leads_to_slow_traces(drill, text, Backends(), hold_ms=200)
     titles = {p["title"] for p in drill["panels"]}
     assert any("Pending checkouts" in t or "wait" in t.lower() for t in titles), titles
     assert all(p["grafana_url"].startswith("http://127.0.0.1:3000/d/") for p in drill["panels"])

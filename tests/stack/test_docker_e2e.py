@@ -44,6 +44,7 @@ from tests.stack.compose_e2e import (
 )
 from tests.stack.conftest import FIGURES, poll_until
 from tests.stack.doctor_check import assert_every_panel_has_data
+from tests.stack.drill_checks import assert_drill_leads_to_slow_traces
 from tests.stack.matrix import MATRIX, SERVICE, Ctx, Row, traces_with_partner_hop
 from tests.stack.security import path_in_container, process_facts, prometheus_write_apis_refused
 from tests.stack.traffic import Driver, SteadyLoad
@@ -383,6 +384,21 @@ def test_cli_load_against_the_published_port(first_up: Compose, ctx: Ctx, tmp_pa
     assert {"evaluate", "records"} <= set(result["routes"]), result["routes"].keys()
     assert "p99" in total["latency_ms"] and "p99" in proc.stdout, proc.stdout
     FIG["cli_load"] = {k: total[k] for k in ("completed", "errors", "throughput_rps", "latency_ms")}
+
+
+def test_cli_drill_under_compose(first_up: Compose, ctx: Ctx, tmp_path: Path) -> None:
+    """One drill end to end under compose: the scenario switched through the container, both loads
+    against the published port, the slowest exemplars from Prometheus, links that open."""
+    out = tmp_path / "drill.json"
+    proc = first_up.o11y("drill", "pool_starvation", "--rate", "5", "--duration", "8", "--out", str(out),
+                         timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    drill = json.loads(out.read_text())
+    assert first_up.scenarios()["active"] == [], "the drill must switch its scenario off again"
+    assert drill["scenario"] == "pool_starvation" and drill["route"] == "evaluate"
+    assert_drill_leads_to_slow_traces(drill, proc.stdout, backends_at(), hold_ms=200)
+    FIG["cli_drill"] = {"moved": [m["group"] for m in drill["moved"]],
+                        "slowest_exemplar_ms": drill["exemplars"][0]["value_ms"]}
 
 
 def test_every_service_healthy_after_the_cli_tests(first_up: Compose) -> None:
