@@ -48,12 +48,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from opentelemetry.sdk.resources import Resource
 
+from benchmarks.workloads import TRIVIAL_PATH
 from sample_service.app import create_app as create_service_app
 from sample_service.context import Services, services
 from sample_service.responses import ORJSONResponse
 from sample_service.settings import Settings
 
-TRIVIAL_PATH = "/bench/trivial"
 _TRIVIAL_BODY = {"ok": True}
 
 

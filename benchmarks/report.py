@@ -11,6 +11,11 @@ from typing import Any
 from benchmarks.wrk import WrkResult
 
 
+def spread(values: list[float]) -> float:
+    """max/min: one arm's noise across rounds."""
+    return max(values) / min(values) if min(values) else float("nan")
+
+
 @dataclass
 class Target:
     min_throughput_ratio: float
@@ -26,7 +31,7 @@ class Target:
 @dataclass
 class Pair:
     index: int
-    order: str  # "AB" or "BA"
+    order: str  # the round's run order, one letter per arm: AB, BA; OLS, SLO (off, lean, stock)
     a: WrkResult
     b: WrkResult
 
@@ -55,6 +60,12 @@ class CaseResult:
     target: Target | None
     pairs: list[Pair] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # "lean/off" when the case has more arms than two; then it prints one line per comparison.
+    comparison: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} {self.comparison}" if self.comparison else self.name
 
     @property
     def throughput_ratio(self) -> float:
@@ -77,11 +88,9 @@ class CaseResult:
         """Spread of each arm across pairs (max/min): the machine's noise, separate from the effect."""
         out = {}
         for label, runs in (("A", [p.a for p in self.pairs]), ("B", [p.b for p in self.pairs])):
-            tps = [r.throughput for r in runs]
-            p99s = [r.p99_ms for r in runs]
             out[label] = {
-                "throughput_max_over_min": max(tps) / min(tps) if min(tps) else float("nan"),
-                "p99_max_over_min": max(p99s) / min(p99s) if min(p99s) else float("nan"),
+                "throughput_max_over_min": spread([r.throughput for r in runs]),
+                "p99_max_over_min": spread([r.p99_ms for r in runs]),
             }
         return out
 
@@ -92,7 +101,7 @@ class CaseResult:
     def line(self) -> str:
         (tmin, tmax), (pmin, pmax) = self.ranges()
         return (
-            f"bench {self.name}: throughput_ratio={self.throughput_ratio:.2f} p99_ratio={self.p99_ratio:.2f}"
+            f"bench {self.title}: throughput_ratio={self.throughput_ratio:.2f} p99_ratio={self.p99_ratio:.2f}"
             f" (pairs={len(self.pairs)} throughput_ratio_range={tmin:.2f}-{tmax:.2f}"
             f" p99_ratio_range={pmin:.2f}-{pmax:.2f})"
         )
@@ -101,6 +110,7 @@ class CaseResult:
         (tmin, tmax), (pmin, pmax) = self.ranges()
         return {
             "name": self.name,
+            "comparison": self.comparison or None,
             "description": self.description,
             "a": self.a_label,
             "b": self.b_label,
@@ -127,6 +137,33 @@ class CaseResult:
                 for p in self.pairs
             ],
         }
+
+
+@dataclass
+class Run:
+    case: str
+    round: int
+    order: str
+    arm: str
+    result: WrkResult
+
+
+def runs(cases: list[CaseResult]) -> list[Run]:
+    """Every run once, by case and round: the comparisons of a multi-arm case share their runs."""
+    by_key: dict[tuple[str, int, str], Run] = {}
+    for c in cases:
+        for p in c.pairs:
+            for label, r in ((c.a_label, p.a), (c.b_label, p.b)):
+                by_key.setdefault((c.name, p.index, label), Run(c.name, p.index, p.order, label, r))
+    case_rank = {name: i for i, name in enumerate(dict.fromkeys(c.name for c in cases))}
+    return sorted(by_key.values(), key=lambda run: (case_rank[run.case], run.round))
+
+
+def runs_by_arm(cases: list[CaseResult]) -> dict[str, dict[str, list[WrkResult]]]:
+    out: dict[str, dict[str, list[WrkResult]]] = {}
+    for run in runs(cases):
+        out.setdefault(run.case, {}).setdefault(run.arm, []).append(run.result)
+    return out
 
 
 @dataclass
@@ -175,8 +212,9 @@ def markdown(meta: dict[str, Any], cases: list[CaseResult], outage: OutageResult
         f"pairs: {meta['pairs']}; dataset: {meta['dataset']}; cores: service={meta['service_core']} "
         f"load={meta['load_core']}",
         "",
-        "Ratios are B/A per interleaved pair (order alternates AB, BA, …); the figure is their median, "
-        "the range is min-max across pairs. CPU/request A/B is the service process's CPU time per "
+        "Ratios are B/A per interleaved round (every arm once per round, the order reversed every "
+        "other round: AB, BA, … or OLS, SLO, … for off, lean, stock); the figure is their median, "
+        "the range is min-max across rounds. CPU/request A/B is the service process's CPU time per "
         "request (all threads) of A over B's: what a CPU-bound one-core server's throughput ratio "
         "would be, and robust to other load on the machine — a 'service core busy' well under 100 % "
         "while wrk saturates it means the core was shared.",
@@ -188,7 +226,7 @@ def markdown(meta: dict[str, Any], cases: list[CaseResult], outage: OutageResult
         (tmin, tmax), (pmin, pmax) = c.ranges()
         met = c.target.met(c.throughput_ratio, c.p99_ratio) if c.target else None
         lines.append(
-            f"| {c.name} | {c.a_label} | {c.b_label} | {c.throughput_ratio:.2f} | {c.p99_ratio:.2f} | "
+            f"| {c.title} | {c.a_label} | {c.b_label} | {c.throughput_ratio:.2f} | {c.p99_ratio:.2f} | "
             f"{tmin:.2f}-{tmax:.2f} / {pmin:.2f}-{pmax:.2f} | {c.cpu_ratio:.2f} | "
             f"{c.target.describe() if c.target else ''} | "
             f"{'yes' if met else 'no' if met is not None else ''} |"
@@ -197,30 +235,30 @@ def markdown(meta: dict[str, Any], cases: list[CaseResult], outage: OutageResult
         "",
         "## Runs",
         "",
-        "| case | pair | arm | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | service CPU us/req "
+        "| case | round | arm | req/s | p50 ms | p90 ms | p99 ms | p99.9 ms | errors | service CPU us/req "
         "| service core busy | load avg |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in cases:
-        for p in c.pairs:
-            for arm, r in (("A", p.a), ("B", p.b)):
-                lines.append(
-                    f"| {c.name} | {p.index} ({p.order}) | {arm} | {r.throughput:,.0f} | "
-                    f"{r.percentile_ms(50):.2f} | {r.percentile_ms(90):.2f} | {r.p99_ms:.2f} | "
-                    f"{r.percentile_ms(99.9):.2f} | {r.error_count} | {r.cpu_us_per_request:.0f} | "
-                    f"{r.service_cpu_util:.0%} | {r.loadavg_before:.1f} |"
-                )
+    for run in runs(cases):
+        r = run.result
+        lines.append(
+            f"| {run.case} | {run.round} ({run.order}) | {run.arm} | {r.throughput:,.0f} | "
+            f"{r.percentile_ms(50):.2f} | {r.percentile_ms(90):.2f} | {r.p99_ms:.2f} | "
+            f"{r.percentile_ms(99.9):.2f} | {r.error_count} | {r.cpu_us_per_request:.0f} | "
+            f"{r.service_cpu_util:.0%} | {r.loadavg_before:.1f} |"
+        )
     lines += [
         "",
-        "## Noise (max/min of one arm across pairs)",
+        "## Noise (max/min of one arm across rounds)",
         "",
         "| case | arm | throughput | p99 |",
         "|---|---|---|---|",
     ]
-    for c in cases:
-        for arm, n in c.arm_noise().items():
+    for case, arms in runs_by_arm(cases).items():
+        for arm, results in arms.items():
             lines.append(
-                f"| {c.name} | {arm} | {n['throughput_max_over_min']:.2f} | {n['p99_max_over_min']:.2f} |"
+                f"| {case} | {arm} | {spread([r.throughput for r in results]):.2f} | "
+                f"{spread([r.p99_ms for r in results]):.2f} |"
             )
     if outage is not None:
         lines += [
@@ -237,7 +275,7 @@ def markdown(meta: dict[str, Any], cases: list[CaseResult], outage: OutageResult
         ]
     for c in cases:
         for note in c.notes:
-            lines.append(f"- {c.name}: {note}")
+            lines.append(f"- {c.title}: {note}")
     lines += ["", "```", *[c.line() for c in cases], *([outage.line()] if outage else []), "```", ""]
     return "\n".join(lines)
 
@@ -248,19 +286,18 @@ def plot(path: Path, cases: list[CaseResult], outage: OutageResult | None) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = len(cases) + (1 if outage is not None else 0)
+    by_case = runs_by_arm(cases)
+    panels = len(by_case) + (1 if outage is not None else 0)
     if panels == 0:
         return
     cols = 2 if panels > 1 else 1
     rows = (panels + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(7 * cols, 4.2 * rows), squeeze=False)
     flat = [ax for row in axes for ax in row]
-    for ax, c in zip(flat, cases, strict=False):
-        for label, color, runs in (
-            ("A: " + c.a_label, "tab:blue", [p.a for p in c.pairs]),
-            ("B: " + c.b_label, "tab:orange", [p.b for p in c.pairs]),
-        ):
-            for i, r in enumerate(runs):
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
+    for ax, (case, arms) in zip(flat, by_case.items(), strict=False):
+        for (label, results), color in zip(arms.items(), colors, strict=False):
+            for i, r in enumerate(results):
                 xs = [1.0 / (1.0 - q / 100.0) for q, _ in r.percentiles]
                 ys = [us / 1000.0 for _, us in r.percentiles]
                 ax.plot(xs, ys, color=color, alpha=0.8, linewidth=1.2, label=label if i == 0 else None)
@@ -269,11 +306,18 @@ def plot(path: Path, cases: list[CaseResult], outage: OutageResult | None) -> No
         ticks = [2, 10, 100, 1000, 10000]
         ax.set_xticks(ticks, ["p50", "p90", "p99", "p99.9", "p99.99"])
         ax.set_ylabel("latency (ms)")
-        ax.set_title(f"{c.name}: tpx{c.throughput_ratio:.2f} p99x{c.p99_ratio:.2f}", fontsize=10)
+        ratios = "; ".join(
+            f"{c.comparison + ' ' if c.comparison else ''}tpx{c.throughput_ratio:.2f} p99x{c.p99_ratio:.2f}"
+            for c in cases
+            if c.name == case
+        )
+        several = len(arms) > 2  # three comparisons do not fit on the title's line
+        sep = "\n" if several else " "
+        ax.set_title(f"{case}:{sep}{ratios}", fontsize=9 if several else 10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     if outage is not None:
-        ax = flat[len(cases)]
+        ax = flat[len(by_case)]
         ts = [s["t"] for s in outage.samples]
         ax.plot(ts, [s["rss_mb"] for s in outage.samples], color="tab:red", label="service RSS (MB)")
         ax.set_xlabel("seconds since the collector stopped")

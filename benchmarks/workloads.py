@@ -13,6 +13,7 @@ from sample_service.domain import CHANNELS, COUNTRIES, CURRENCIES, PRODUCTS
 from sample_service.pagination import Cursor
 
 EVALUATE_PATH = "/v1/evaluate"
+TRIVIAL_PATH = "/bench/trivial"  # benchmarks/app.py serves it
 N_BODIES = 256
 
 

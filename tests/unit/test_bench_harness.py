@@ -7,9 +7,12 @@ import json
 import re
 from pathlib import Path
 
-from benchmarks import report, workloads, wrk
+import pytest
+
+from benchmarks import report, run, workloads, wrk
 from benchmarks.profile import summarise
 from benchmarks.report import CaseResult, OutageResult, Pair, Target
+from benchmarks.rounds import Arm, compare, run_rounds
 from benchmarks.stack import sdk_drop_counts
 from sample_service.pagination import decode_cursor
 from sample_service.telemetry import catalog
@@ -25,6 +28,21 @@ def fake_result(throughput: float, p99_ms: float, seconds: float = 10.0) -> wrk.
         latency_max_us=int(p99_ms * 2000),
         percentiles=pcts,
     )
+
+
+def fake_meta(**over: object) -> dict[str, object]:
+    meta: dict[str, object] = {
+        "timestamp": "t",
+        "mode": "quick",
+        "threads": 1,
+        "connections": 32,
+        "duration_s": 2.0,
+        "pairs": 1,
+        "dataset": {},
+        "service_core": 1,
+        "load_core": 0,
+    }
+    return {**meta, **over}
 
 
 def test_done_hook_line_is_parsed() -> None:
@@ -96,22 +114,96 @@ def test_reports_are_written(tmp_path: Path) -> None:
             {"t": 2.0, "rss_mb": 110.0, "spans_dropped": 5.0},
         ],
     )
-    meta = {
-        "timestamp": "t",
-        "mode": "quick",
-        "threads": 1,
-        "connections": 32,
-        "duration_s": 2.0,
-        "pairs": 1,
-        "dataset": {},
-        "service_core": 1,
-        "load_core": 0,
-    }
-    paths = report.write_all(tmp_path, "t", meta, [case], outage)
+    paths = report.write_all(tmp_path, "t", fake_meta(), [case], outage)
     doc = json.loads(paths["json"].read_text())
     assert doc["cases"][0]["name"] == "evaluate_telemetry" and doc["outage"]["rss_growth_mb"] == 10.0
     md = paths["md"].read_text()
     assert "| evaluate_telemetry |" in md and "bench collector_outage_rss: rss_growth_mb=10.0" in md
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _three_arm_rounds(tmp_path: Path, n: int) -> tuple[list[Arm], list[report.CaseResult]]:
+    """off / lean / stock over ``n`` rounds, made-up figures per arm (lean 0.8x, stock 0.5x of off)."""
+    figures = {"off": (1000.0, 10.0), "lean": (800.0, 12.0), "stock": (500.0, 20.0)}
+    arms = [Arm(name, f"{name} label", f"http://x/{name}", tmp_path / "s.lua") for name in figures]
+    calls: list[tuple[str, float]] = []
+
+    def measure(arm: Arm, seconds: float) -> wrk.WrkResult:
+        calls.append((arm.name, seconds))
+        return fake_result(*figures[arm.name])
+
+    rounds = run_rounds(arms, n, measure=measure, warmup_s=5, run_warmup_s=0, duration_s=10)
+    measured = [name for name, seconds in calls if seconds == 10]
+    # Every arm once per round, the order reversed every other round so a drift cancels.
+    assert measured == ["off", "lean", "stock", "stock", "lean", "off", "off", "lean", "stock"][: 3 * n]
+    assert [r.order for r in rounds] == ["OLS", "SLO", "OLS"][:n]
+    by_name = {a.name: a for a in arms}
+    cases = [
+        compare(
+            "trivial_telemetry", "GET /bench/trivial", rounds, by_name[a], by_name[b], comparison=f"{b}/{a}"
+        )
+        for b, a in run.TELEMETRY_COMPARISONS
+    ]
+    return arms, cases
+
+
+def test_three_arms_give_one_line_per_comparison_from_the_same_rounds(tmp_path: Path) -> None:
+    _, cases = _three_arm_rounds(tmp_path, 3)
+    lines = [c.line() for c in cases]
+    assert lines[0].startswith(
+        "bench trivial_telemetry lean/off: throughput_ratio=0.80 p99_ratio=1.20 (pairs=3 "
+    )
+    assert lines[1].startswith("bench trivial_telemetry stock/off: throughput_ratio=0.50 p99_ratio=2.00 ")
+    assert lines[2].startswith("bench trivial_telemetry lean/stock: throughput_ratio=1.60 p99_ratio=0.60 ")
+    # lean/off and stock/off share the off runs: the same objects, not re-measured.
+    assert all(p.a is q.a for p, q in zip(cases[0].pairs, cases[1].pairs, strict=True))
+    doc = cases[2].to_json()
+    assert doc["name"] == "trivial_telemetry" and doc["comparison"] == "lean/stock"
+    assert (doc["a"], doc["b"]) == ("stock label", "lean label")
+
+
+def test_two_arm_cases_keep_their_line_and_json(tmp_path: Path) -> None:
+    arms = [Arm(n, n, "http://x/", tmp_path / "s.lua") for n in ("A", "B")]
+    rounds = run_rounds(
+        arms,
+        2,
+        measure=lambda arm, s: fake_result(1000 if arm.name == "A" else 900, 10),
+        warmup_s=1,
+        run_warmup_s=0,
+        duration_s=1,
+    )
+    assert [r.order for r in rounds] == ["AB", "BA"]
+    case = compare(
+        "collector_down", "x", rounds, arms[0], arms[1], target=run.TARGETS[("collector_down", "")]
+    )
+    assert case.line().startswith("bench collector_down: throughput_ratio=0.90 ")
+    assert case.to_json()["comparison"] is None and case.to_json()["target_met"] is False
+
+
+def test_every_target_names_a_case_and_a_comparison_the_runner_makes() -> None:
+    comparisons = {f"{b}/{a}" for b, a in run.TELEMETRY_COMPARISONS}
+    for case, comparison in run.TARGETS:
+        assert case in run.ALL_CASES
+        assert comparison in comparisons if case.endswith("_telemetry") else comparison == ""
+
+
+def test_the_mode_cannot_be_forced_on_every_instance(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        run.parse_args(["--service-env", f"{run.MODE_ENV}=stock"])
+    assert "the mode is an arm" in capsys.readouterr().err
+    cfg, _ = run.parse_args(["--quick", "--compare-env", f"{run.MODE_ENV}=stock"])
+    assert cfg.compare_env == {run.MODE_ENV: "stock"} and "variant_trivial" in cfg.cases
+
+
+def test_reports_show_each_run_once_for_a_three_arm_case(tmp_path: Path) -> None:
+    _, cases = _three_arm_rounds(tmp_path, 2)
+    paths = report.write_all(tmp_path, "t", fake_meta(mode="full", duration_s=10.0, pairs=2), cases, None)
+    md = paths["md"].read_text()
+    runs = [ln for ln in md.splitlines() if ln.startswith("| trivial_telemetry | ")]
+    assert sum("| 1 (OLS) |" in ln for ln in runs) == 3 and sum("| 2 (SLO) |" in ln for ln in runs) == 3
+    assert "| trivial_telemetry lean/stock | stock label | lean label | 1.60 | 0.60 |" in md
+    doc = json.loads(paths["json"].read_text())
+    assert [c["comparison"] for c in doc["cases"]] == ["lean/off", "stock/off", "lean/stock"]
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
