@@ -81,6 +81,14 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The pid line 1 of ``data_dir/postmaster.pid`` records (None: no file, or not a pid yet)."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class PostgresServer:
     """One server: ``init()`` once, ``start()``, ``stop()``; or use :meth:`temporary` as a context manager."""
@@ -206,10 +214,7 @@ class PostgresServer:
         )
 
     def _postmaster_pid(self) -> int | None:
-        try:
-            return int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
+        return postmaster_pid(self.data_dir)
 
     def _postmaster_status(self) -> str | None:
         """Line 8 of postmaster.pid: "starting", "ready" or "stopping"."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from scripts.native import health, processes, run
+from scripts.native import health, postgres, processes, run
 from scripts.native.components import ComponentError
 from scripts.native.compose_model import ComposeError
 from scripts.o11y.backend import BackendError, ComponentStatus
@@ -221,8 +221,6 @@ def _probe(check: health.Check) -> bool:
 
 
 def _postmaster_pid(data_dir: Path) -> int | None:
-    try:
-        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if processes.pid_alive(pid) else None
+    """The running postmaster's pid (a stale postmaster.pid names a dead one: None)."""
+    pid = postgres.postmaster_pid(data_dir)
+    return pid if pid is not None and processes.pid_alive(pid) else None
