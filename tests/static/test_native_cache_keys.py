@@ -32,6 +32,8 @@ PINS = {
     "PROMETHEUS_VERSION": "v3.16.0",
     "OPENSEARCH_VERSION": "2.19.6",
     "POSTGRES_IMAGE": "postgres:15.18-bookworm",
+    "OTELCOL_SCALE_OUT_VERSION": "0.161.0",
+    "THANOS_VERSION": "v0.41.0",
 }
 
 
@@ -40,7 +42,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("O11Y_CACHE", str(tmp_path / "cache"))
     collector = tmp_path / "repo" / "collector"
     (collector / "patches").mkdir(parents=True)
-    for name in ("builder-config.yaml", "builder-config.compose-check.yaml"):
+    for name in ("builder-config.yaml", "builder-config.compose-check.yaml", "builder-config.scale-out.yaml"):
         (collector / name).write_text(MANIFEST)
     (collector / "patches" / "thing.patch").write_text(PATCH)
     return tmp_path / "repo"
@@ -59,6 +61,9 @@ def test_every_cache_dir_name(repo: Path) -> None:
         "prometheus": "prometheus-3.16.0",
         "opensearch": "opensearch-2.19.6",
         "compose": "compose-2.40.3",
+        # added with the scale-out overlay (issue 13)
+        "otelcol-scale-out": "otelcol-scale-out-0.161.0-3dbcf8b1888a",
+        "thanos": "thanos-0.41.0",
     }
     assert (
         obtain.component_dir("compose", dict(PINS, COMPOSE_VERSION="v2.41.0"), repo).name == "compose-2.41.0"

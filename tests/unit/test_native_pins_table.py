@@ -24,6 +24,8 @@ COMPONENT_OF = {
     "GRAFANA_VERSION": "grafana",
     "OPENSEARCH_DATASOURCE_PLUGIN_VERSION": "grafana-opensearch-plugin",
     "BUSYBOX_IMAGE": "busybox",
+    "OTELCOL_SCALE_OUT_VERSION": "otelcol-scale-out",
+    "THANOS_VERSION": "thanos",
 }
 
 
@@ -56,6 +58,8 @@ def native_actual(key: str) -> str:
     comp = COMPONENT_OF[key]
     if comp == "otelcol":
         return obtain.builder_config_version(REPO / obtain.BUILDER_CONFIG)
+    if comp == "otelcol-scale-out":
+        return obtain.builder_config_version(REPO / obtain.SCALE_OUT_BUILDER_CONFIG)
     if comp == "postgres":
         return obtain.postgres_major(PINS)  # obtain_postgres picks Debian's server of the image's major
     return obtain.component_dir(comp, PINS, REPO).name.removeprefix(f"{comp}-")

@@ -90,7 +90,9 @@ from scripts.native.obtain.pins import (
     DEFAULT_COMPOSE_VERSION,
     OTELCOL_COMPOSE_KEY,
     OTELCOL_NATIVE_KEY,
+    OTELCOL_SCALE_OUT_KEY,
     REPO_ROOT,
+    SCALE_OUT_BUILDER_CONFIG,
     builder_config_modules,
     builder_config_version,
     canonical,
@@ -104,6 +106,11 @@ from scripts.native.obtain.postgres import (
 from scripts.native.obtain.prometheus import (
     PROMETHEUS_MODULE,
     obtain_prometheus,
+)
+from scripts.native.obtain.scale_out import (
+    THANOS_MODULE,
+    obtain_otelcol_scale_out,
+    obtain_thanos,
 )
 from scripts.native.obtain.service_user import (
     SERVICE_USER,
@@ -130,9 +137,12 @@ __all__ = [
     "OPENSEARCH_MAVEN",
     "OTELCOL_COMPOSE_KEY",
     "OTELCOL_NATIVE_KEY",
+    "OTELCOL_SCALE_OUT_KEY",
     "PROMETHEUS_MODULE",
     "REPO_ROOT",
+    "SCALE_OUT_BUILDER_CONFIG",
     "SERVICE_USER",
+    "THANOS_MODULE",
     "NotObtained",
     "ObtainError",
     "Obtained",
@@ -156,8 +166,10 @@ __all__ = [
     "obtain_opensearch",
     "obtain_otelcol",
     "obtain_otelcol_compose_check",
+    "obtain_otelcol_scale_out",
     "obtain_postgres",
     "obtain_prometheus",
+    "obtain_thanos",
     "postgres_major",
     "prometheus_module_version",
     "read_env_pins",

@@ -22,7 +22,9 @@ from scripts.native.obtain.pins import (
     COMPOSE_CHECK_BUILDER_CONFIG,
     OTELCOL_COMPOSE_KEY,
     OTELCOL_NATIVE_KEY,
+    OTELCOL_SCALE_OUT_KEY,
     REPO_ROOT,
+    SCALE_OUT_BUILDER_CONFIG,
     canonical,
     compose_version,
     plain_version,
@@ -100,6 +102,11 @@ def component_dir(component: str, pins: Mapping[str, str], repo_root: Path | str
     if component == "otelcol-compose-check":
         cfg = Path(repo_root or REPO_ROOT) / COMPOSE_CHECK_BUILDER_CONFIG
         return root / f"otelcol-compose-check-{pins[OTELCOL_COMPOSE_KEY]}-{collector_cache_key(cfg)}"
+    if component == "otelcol-scale-out":
+        cfg = Path(repo_root or REPO_ROOT) / SCALE_OUT_BUILDER_CONFIG
+        return root / f"otelcol-scale-out-{pins[OTELCOL_SCALE_OUT_KEY]}-{collector_cache_key(cfg)}"
+    if component == "thanos":
+        return root / f"thanos-{plain_version(pins['THANOS_VERSION'])}"
     if component == "jaeger":
         return root / f"jaeger-{plain_version(pins['JAEGER_VERSION'])}"
     if component == "prometheus":

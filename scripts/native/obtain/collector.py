@@ -24,7 +24,7 @@ from scripts.native.obtain.steps import ObtainError, run_step
 BUILDER_MODULE = "go.opentelemetry.io/collector/cmd/builder"
 
 
-def _build_collector(
+def build_collector(
     component: str, manifest: Path, version_key: str, root: Path, pins: Mapping[str, str]
 ) -> Obtained:
     """Build the distribution of builder manifest ``manifest`` with the Collector Builder at the
@@ -79,7 +79,7 @@ def _build_collector(
 def obtain_otelcol(pins: Mapping[str, str] | None = None, repo_root: Path | str | None = None) -> Obtained:
     """Build ``otelcol-o11y`` from collector/builder-config.yaml at OTELCOL_NATIVE_VERSION."""
     root = Path(repo_root or REPO_ROOT)
-    return _build_collector(
+    return build_collector(
         "otelcol", root / BUILDER_CONFIG, OTELCOL_NATIVE_KEY, root, pins_or_env(pins, root)
     )
 
@@ -90,7 +90,7 @@ def obtain_otelcol_compose_check(
     """Build ``otelcol-o11y-compose-check`` from collector/builder-config.compose-check.yaml at
     OTELCOL_VERSION (the version compose runs), for validating collector/config.yaml at it."""
     root = Path(repo_root or REPO_ROOT)
-    return _build_collector(
+    return build_collector(
         "otelcol-compose-check",
         root / COMPOSE_CHECK_BUILDER_CONFIG,
         OTELCOL_COMPOSE_KEY,

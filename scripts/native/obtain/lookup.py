@@ -14,16 +14,19 @@ from scripts.native.obtain.opensearch import obtain_opensearch
 from scripts.native.obtain.pins import canonical, pins_or_env
 from scripts.native.obtain.postgres import obtain_postgres
 from scripts.native.obtain.prometheus import obtain_prometheus
+from scripts.native.obtain.scale_out import obtain_otelcol_scale_out, obtain_thanos
 from scripts.native.obtain.steps import ObtainError
 
 OBTAINERS = {
     "otelcol": obtain_otelcol,
     "otelcol-compose-check": obtain_otelcol_compose_check,
+    "otelcol-scale-out": obtain_otelcol_scale_out,
     "jaeger": obtain_jaeger,
     "prometheus": obtain_prometheus,
     "opensearch": obtain_opensearch,
     "compose": obtain_compose,
     "postgres": obtain_postgres,
+    "thanos": obtain_thanos,
 }
 
 

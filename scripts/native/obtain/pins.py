@@ -13,15 +13,30 @@ COMPOSE_CHECK_BUILDER_CONFIG = Path("collector") / "builder-config.compose-check
 # .env keys: the collector version compose runs (the contrib image's tag) and the one built natively.
 OTELCOL_COMPOSE_KEY = "OTELCOL_VERSION"
 OTELCOL_NATIVE_KEY = "OTELCOL_NATIVE_VERSION"
+# The scale-out overlay's agent/gateway distribution (stack/scale-out/, docs/scale-out.md): a newer
+# release than OTELCOL_NATIVE_VERSION, because the loadbalancing exporter is verifiable only there.
+SCALE_OUT_BUILDER_CONFIG = Path("collector") / "builder-config.scale-out.yaml"
+OTELCOL_SCALE_OUT_KEY = "OTELCOL_SCALE_OUT_VERSION"
 
 
-COMPONENTS = ("otelcol", "otelcol-compose-check", "jaeger", "prometheus", "opensearch", "compose", "postgres")
+COMPONENTS = (
+    "otelcol",
+    "otelcol-compose-check",
+    "otelcol-scale-out",
+    "jaeger",
+    "prometheus",
+    "opensearch",
+    "compose",
+    "postgres",
+    "thanos",
+)
 # other names callers use for a component (binary names)
 ALIASES = {
     "otelcol-o11y": "otelcol",
     "collector": "otelcol",
     "otel-collector": "otelcol",
     "otelcol-o11y-compose-check": "otelcol-compose-check",
+    "otelcol-o11y-scale-out": "otelcol-scale-out",
     "promtool": "prometheus",
     "docker-compose": "compose",
     "postgresql": "postgres",
