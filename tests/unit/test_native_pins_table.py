@@ -26,6 +26,8 @@ COMPONENT_OF = {
     "BUSYBOX_IMAGE": "busybox",
     "OTELCOL_SCALE_OUT_VERSION": "otelcol-scale-out",
     "THANOS_VERSION": "thanos",
+    "KAFKA_IMAGE": "kafka",
+    "SEAWEEDFS_IMAGE": "seaweedfs",
 }
 
 
