@@ -83,7 +83,9 @@ def obtain_thanos(pins: Mapping[str, str] | None = None, repo_root: Path | str |
         out = run_step([str(tmp / "thanos"), "--version"], log=log, cwd=tmp, step="thanos --version")
         if version not in out:
             raise ObtainError(f"thanos --version reports {out.strip()!r}, expected {version}")
-        built = run_step([go_binary(), "version", "-m", str(tmp / "thanos")], log=log, cwd=tmp, step="go version -m")
+        built = run_step(
+            [go_binary(), "version", "-m", str(tmp / "thanos")], log=log, cwd=tmp, step="go version -m"
+        )
         if f"-tags={tags}" not in built:
             raise ObtainError(f"thanos was not built with -tags={tags}: {built!r}")
         return (
