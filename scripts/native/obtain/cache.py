@@ -115,6 +115,14 @@ def component_dir(component: str, pins: Mapping[str, str], repo_root: Path | str
         return root / f"opensearch-{pins['OPENSEARCH_VERSION']}"
     if component == "compose":
         return root / f"compose-{compose_version(pins)}"
+    if component in ("helm", "kubeconform", "helm-charts"):
+        from scripts.native.obtain import helm  # late: helm.py imports this module
+
+        return {
+            "helm": helm.helm_dir,
+            "kubeconform": helm.kubeconform_dir,
+            "helm-charts": helm.helm_charts_dir,
+        }[component](pins)
     raise ValueError(f"{component} is not cached (nothing to key)")
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from scripts.native.obtain.cache import NotObtained, Obtained, cached_entry, component_dir
 from scripts.native.obtain.collector import obtain_otelcol, obtain_otelcol_compose_check
 from scripts.native.obtain.compose import obtain_compose
+from scripts.native.obtain.helm import obtain_helm, obtain_helm_charts, obtain_kubeconform
 from scripts.native.obtain.jaeger import obtain_jaeger
 from scripts.native.obtain.opensearch import obtain_opensearch
 from scripts.native.obtain.pins import canonical, pins_or_env
@@ -27,6 +28,9 @@ OBTAINERS = {
     "compose": obtain_compose,
     "postgres": obtain_postgres,
     "thanos": obtain_thanos,
+    "helm": obtain_helm,
+    "kubeconform": obtain_kubeconform,
+    "helm-charts": obtain_helm_charts,
 }
 
 

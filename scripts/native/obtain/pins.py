@@ -29,6 +29,10 @@ COMPONENTS = (
     "compose",
     "postgres",
     "thanos",
+    # tools of tests/static/test_helm_render.py (stack/scale-out/helm/): pinned in helm.py, not .env
+    "helm",
+    "kubeconform",
+    "helm-charts",
 )
 # other names callers use for a component (binary names)
 ALIASES = {
