@@ -225,7 +225,7 @@ class NativeStack:
             for key in ("data", "logs", "conf", "home_logs"):
                 if key in spec.extra:
                     Path(spec.extra[key]).mkdir(parents=True, exist_ok=True)
-                    _chown_tree(Path(spec.extra[key]), user.pw_uid, user.pw_gid)
+                    chown_tree(Path(spec.extra[key]), user.pw_uid, user.pw_gid)
             kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
             spec.env["HOME"] = str(self.run_dir)
         with log.open("ab") as f:
@@ -436,7 +436,7 @@ def _probe_url(spec: NativeSpec) -> str | None:
     return spec.check.probe_url if spec.check is not None else None
 
 
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
+def chown_tree(path: Path, uid: int, gid: int) -> None:
     os.chown(path, uid, gid)
     for root, dirs, files in os.walk(path):
         for n in dirs + files:

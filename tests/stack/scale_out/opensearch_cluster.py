@@ -57,6 +57,7 @@ from scripts.native.components import (
 from scripts.native.health import poll_until
 from scripts.native.obtain.lookup import cached
 from scripts.native.processes import group_alive, kill_group, process_tree
+from scripts.native.stack import chown_tree
 from tests.stack.scale_out import ports
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -84,14 +85,6 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
-
-
-def _chown_tree(path: Path, uid: int, gid: int) -> None:
-    os.chown(path, uid, gid)
-    for root, dirs, files in os.walk(path):
-        for n in dirs + files:
-            with contextlib.suppress(FileNotFoundError):
-                os.lchown(os.path.join(root, n), uid, gid)
 
 
 def _spawn(
@@ -172,7 +165,7 @@ class OpenSearchCluster:
                 p.mkdir(parents=True, exist_ok=True)
             if self.user is not None:
                 for p in (node.data, node.logs, conf, home / "logs"):
-                    _chown_tree(p, self.user.pw_uid, self.user.pw_gid)
+                    chown_tree(p, self.user.pw_uid, self.user.pw_gid)
             self.nodes[i] = node
 
     # --- processes ------------------------------------------------------------------------------
