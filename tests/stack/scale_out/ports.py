@@ -51,6 +51,7 @@ LOGS_GATEWAY_TELEMETRY = 17888
 
 # a second host of the sample service, exporting to the agent
 SERVICE_REPLICA = 18000
+PARTNER_REPLICA = 18001
 
 # Prometheus (scale-out config: remote-writes to Thanos) and Thanos: 19xxx
 PROMETHEUS = 19090

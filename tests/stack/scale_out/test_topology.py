@@ -64,34 +64,58 @@ def _run_dir(prefix: str) -> Path:
     return d
 
 
+def _start(spec_argv: list[str], env: dict[str, str], cwd: str, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as fh:
+        return subprocess.Popen(
+            spec_argv, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
 @contextlib.contextmanager
 def service_replica(native_stack: NativeStack, run_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The sample service as compose runs it (the native stack's own spec: same database, same
-    partner API), on a second port, exporting to the agent instead of the single collector."""
+    """The second service host: the sample service and its partner API as compose runs them (the
+    native stack's own specs), on other ports, exporting to this host's agent. Only the database is
+    shared with host 1; nothing this host does reaches the native stack's collector or trace store
+    (the native tests count and search what they find there)."""
+    agent = f"http://{LOOPBACK}:{ports.AGENT_OTLP_HTTP}"
+    partner_spec = native_stack.specs["partner-api"]
+    partner_env = dict(partner_spec.env)
+    partner_env.update(O11Y_PARTNER_PORT=str(ports.PARTNER_REPLICA), OTEL_EXPORTER_OTLP_ENDPOINT=agent)
     spec = native_stack.specs[SERVICE]
     env = dict(spec.env)
     env.update(
         O11Y_PORT=str(ports.SERVICE_REPLICA),
-        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://{LOOPBACK}:{ports.AGENT_OTLP_HTTP}",
+        O11Y_PARTNER_BASE_URL=f"http://{LOOPBACK}:{ports.PARTNER_REPLICA}",
+        OTEL_EXPORTER_OTLP_ENDPOINT=agent,
         OTEL_SERVICE_INSTANCE_ID="scale-out-host-2",
     )
-    log = open(run_dir / "service-replica.log", "wb")
-    proc = subprocess.Popen(
-        spec.argv, env=env, cwd=spec.cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        for name, argv, e, cwd, url in (
+            (
+                "partner-replica",
+                partner_spec.argv,
+                partner_env,
+                partner_spec.cwd,
+                f"http://{LOOPBACK}:{ports.PARTNER_REPLICA}/healthz",
+            ),
+            ("service-replica", spec.argv, env, spec.cwd, f"{REPLICA_URL}/readyz"),
+        ):
+            log = run_dir / f"{name}.log"
+            proc = _start(argv, e, cwd, log)
+            procs.append(proc)
 
-        def ready() -> bool:
-            assert proc.poll() is None, (run_dir / "service-replica.log").read_text()[-3000:]
-            return httpx.get(f"{REPLICA_URL}/readyz", timeout=5).status_code == 200
+            def ready(proc: subprocess.Popen[bytes] = proc, log: Path = log, url: str = url) -> bool:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                return httpx.get(url, timeout=5).status_code == 200
 
-        poll_until(ready, "the second service host's /readyz", 90)
-        yield proc
+            poll_until(ready, f"the second host's {name} ({url})", 90)
+        yield procs[-1]
     finally:
-        kill_group(proc.pid)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
-        log.close()
+        for proc in reversed(procs):
+            kill_group(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
