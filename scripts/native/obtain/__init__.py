@@ -40,7 +40,8 @@ directory (kept after a failure) and is copied into the directory as ``build.log
 
 One module per job: ``pins`` (names, .env pins), ``cache`` (keys, entries), ``steps`` (logged
 subprocesses), ``go`` (toolchain, wrapper modules), one module per component kind (``collector``,
-``jaeger``, ``prometheus``, ``opensearch``, ``compose``, ``postgres``, ``scale_out``, ``helm``), ``lookup`` (by name),
+``jaeger``, ``prometheus``, ``opensearch``, ``compose``, ``postgres``, ``scale_out``,
+``helm``), ``lookup`` (by name),
 ``service_user`` + ``opensearch_smoke``, and the command line in ``__main__``. This package's names are
 the interface the runner, the tests and the benchmarks import.
 """
