@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,19 +43,21 @@ CONTRACT_PORTS: dict[str, tuple[int, ...]] = {
     "grafana": (3000,),
 }
 
-# `name:port` where name is a whole host token (not part of `my-tempo:3200`, `x.tempo:3200`, or a
-# path segment like `/var/tempo:3200`; `//tempo:3200` in a URL is a host), port a whole number.
-_HOSTPORT = re.compile(
-    r"(?<![\w.\-@])(?<![^/]/)(?P<host>"
-    + "|".join(re.escape(n) for n in sorted(CONTRACT_PORTS, key=len, reverse=True))
-    + r"):(?P<port>\d+)(?!\d)"
-)
-# userinfo@host:port inside URLs such as postgresql://user:pw@postgres:5432/db
-_HOSTPORT_AFTER_AT = re.compile(
-    r"(?<=@)(?P<host>"
-    + "|".join(re.escape(n) for n in sorted(CONTRACT_PORTS, key=len, reverse=True))
-    + r"):(?P<port>\d+)(?!\d)"
-)
+
+def _host_patterns(names: tuple[str, ...]) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """(userinfo@host:port, host:port) for the service names of a contract.
+
+    `name:port` where name is a whole host token (not part of `my-tempo:3200`, `x.tempo:3200`, or a
+    path segment like `/var/tempo:3200`; `//tempo:3200` in a URL is a host), port a whole number;
+    and userinfo@host:port inside URLs such as postgresql://user:pw@postgres:5432/db.
+    """
+    alt = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return (
+        re.compile(r"(?<=@)(?P<host>" + alt + r"):(?P<port>\d+)(?!\d)"),
+        re.compile(r"(?<![\w.\-@])(?<![^/]/)(?P<host>" + alt + r"):(?P<port>\d+)(?!\d)"),
+    )
+
+
 _ANY = re.compile(r"(?<![\d.])0\.0\.0\.0(?![\d.]*\d)")
 
 
@@ -75,8 +78,11 @@ class Translator:
 
     path_map: dict[str, str] = field(default_factory=dict)  # container prefix -> host path
     where: str = ""  # for error messages
+    # compose service -> its ports; an overlay with services of its own passes CONTRACT_PORTS + its own
+    contract: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: CONTRACT_PORTS)
 
     def __post_init__(self) -> None:
+        self._after_at, self._hostport = _host_patterns(tuple(self.contract))
         prefixes = sorted(self.path_map, key=len, reverse=True)
         self._path_re = (
             re.compile(
@@ -93,17 +99,17 @@ class Translator:
 
         def host(m: re.Match[str]) -> str:
             name, port = m.group("host"), int(m.group("port"))
-            if port not in CONTRACT_PORTS[name]:
+            if port not in self.contract[name]:
                 raise TranslateError(
                     f"{self.where}: `{m.group(0)}` names port {port} of compose service {name}, which the "
-                    f"network contract (DEVELOPERS.md) does not give it (its ports: {CONTRACT_PORTS[name]})"
+                    f"network contract (DEVELOPERS.md) does not give it (its ports: {self.contract[name]})"
                 )
             new = f"{LOOPBACK}:{port}"
             done.append(Rewrite("host", m.group(0), new))
             return new
 
-        s = _HOSTPORT_AFTER_AT.sub(host, s)
-        s = _HOSTPORT.sub(host, s)
+        s = self._after_at.sub(host, s)
+        s = self._hostport.sub(host, s)
 
         def any_addr(m: re.Match[str]) -> str:
             done.append(Rewrite("bind", m.group(0), LOOPBACK))
@@ -193,10 +199,12 @@ def path_map_for(service: Service, run_root: Path) -> dict[str, str]:
     return out
 
 
-def render_service(service: Service, run_root: Path) -> RenderedService:
+def render_service(
+    service: Service, run_root: Path, contract: Mapping[str, tuple[int, ...]] = CONTRACT_PORTS
+) -> RenderedService:
     """Copy every bind-mounted file/dir into the run dir, translating text files; create volume dirs."""
     path_map = path_map_for(service, run_root)
-    tr = Translator(path_map, where=service.name)
+    tr = Translator(path_map, where=service.name, contract=contract)
     files: list[tuple[Path, Path]] = []
     rewrites: list[Rewrite] = []
     for m in service.mounts:

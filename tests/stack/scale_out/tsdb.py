@@ -27,7 +27,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import re
 import struct
 import sys
 import threading
@@ -44,7 +43,7 @@ from scripts.native.components import NativeSpec, base_env, native_binary
 from scripts.native.compose_model import Mount, Service
 from scripts.native.processes import port_in_use
 from scripts.native.stack import NativeStack, StackError
-from scripts.native.translate import LOOPBACK, RenderedService, TranslateError, render_service
+from scripts.native.translate import CONTRACT_PORTS, LOOPBACK, RenderedService, render_service
 from tests.stack.scale_out import ports
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -87,27 +86,8 @@ SCALE_OUT_CONTRACT: dict[str, tuple[int, ...]] = {
     },
     QUERY: (ports.THANOS_QUERY_HTTP, ports.THANOS_QUERY_GRPC),
 }
-_SCALE_OUT_HOSTPORT = re.compile(
-    r"(?<![\w.\-@])(?<![^/]/)(?P<host>"
-    + "|".join(re.escape(n) for n in sorted(SCALE_OUT_CONTRACT, key=len, reverse=True))
-    + r"):(?P<port>\d+)(?!\d)"
-)
-
-
-def rewrite_scale_out_hosts(text: str, where: str = "") -> str:
-    """``thanos-…:<port>`` -> ``127.0.0.1:<port>``; a port the service does not have is an error (as
-    in scripts/native/translate.py: natively it would reach another component)."""
-
-    def host(m: re.Match[str]) -> str:
-        name, port = m.group("host"), int(m.group("port"))
-        if port not in SCALE_OUT_CONTRACT[name]:
-            raise TranslateError(
-                f"{where}: `{m.group(0)}` names port {port} of {name}, which the scale-out contract "
-                f"does not give it (its ports: {SCALE_OUT_CONTRACT[name]})"
-            )
-        return f"{LOOPBACK}:{port}"
-
-    return _SCALE_OUT_HOSTPORT.sub(host, text)
+# the base contract plus the overlay's: the one translator rewrites both kinds of address
+CONTRACT = {**CONTRACT_PORTS, **SCALE_OUT_CONTRACT}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -159,10 +139,7 @@ def ready_url(name: str) -> str:
 # Natively
 # ------------------------------------------------------------------------------------------------
 def _render(svc: Service, run_root: Path) -> RenderedService:
-    rendered = render_service(svc, run_root)
-    for _orig, out in rendered.files:
-        out.write_text(rewrite_scale_out_hosts(out.read_text(), where=f"{svc.name}: {out}"))
-    return rendered
+    return render_service(svc, run_root, contract=CONTRACT)
 
 
 def native_specs(run_root: Path, model: compose_model.ComposeModel | None = None) -> dict[str, NativeSpec]:
@@ -177,7 +154,7 @@ def native_specs(run_root: Path, model: compose_model.ComposeModel | None = None
         if len(entrypoint) != 1 or entrypoint[0] not in binaries:
             raise StackError(f"{name}: entrypoint {entrypoint} is not one of {sorted(binaries)}")
         rendered = _render(svc, run_root)
-        argv = [rewrite_scale_out_hosts(a, name) for a in rendered.translator.args(list(svc.command or []))]
+        argv = rendered.translator.args(list(svc.command or []))
         if name == PROMETHEUS:
             # the one non-mechanical change: the native stack's Prometheus holds 9090 (module docstring)
             argv = [
