@@ -29,27 +29,20 @@ both arms but not in these figures). Printed, never asserted.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import gc
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-COLLECTOR_CONFIG = Path(__file__).resolve().parent / "collector.yaml"
-TRIVIAL_PATH = "/bench/trivial"
-EVALUATE_PATH = "/v1/evaluate"
+from benchmarks.cost_dependencies import REPO, Deps, clean_env, dependencies
+from benchmarks.cost_worker import worker
 
 _OFF = {"O11Y_TELEMETRY_ENABLED": "false", "O11Y_LOG_JSON_STDOUT": "false"}
 _NONE = {
@@ -72,199 +65,12 @@ CONFIGS: dict[str, dict[str, str]] = {
 BREAKDOWN = ["bare-mw", "metrics", "traces", "json", "otellogs"]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def log(msg: str) -> None:
     print(f"[telemetry_cost] {msg}", file=sys.stderr, flush=True)
 
 
 # ================================================================================================
-# worker: one configuration, one process
-# ================================================================================================
-def _scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-class Driver:
-    """Sends requests through the ASGI app the way uvicorn would (one scope, receive, send each)."""
-
-    def __init__(self, app: Any, case: str, users: int) -> None:
-        self.app = app
-        self.case = case
-        self.bodies: list[bytes] = []
-        if case == "evaluate":
-            from benchmarks.workloads import evaluate_bodies
-
-            self.bodies = [b.encode() for b in evaluate_bodies(users)]
-        self.errors = 0
-        self._i = 0
-
-    async def one(self) -> None:
-        if self.case == "trivial":
-            scope = _scope("GET", TRIVIAL_PATH, [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk")])
-            body = b""
-        else:
-            body = self.bodies[self._i % len(self.bodies)]
-            self._i += 1
-            scope = _scope(
-                "POST",
-                EVALUATE_PATH,
-                [
-                    (b"host", b"127.0.0.1:8000"),
-                    (b"user-agent", b"wrk"),
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            )
-        sent = False
-        status = 0
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.sleep(3600)  # a client that never disconnects
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-
-        await self.app(scope, receive, send)
-        if status != 200:
-            self.errors += 1
-
-    async def run(self, n: int, concurrency: int) -> None:
-        per, extra = divmod(n, concurrency)
-
-        async def client(k: int) -> None:
-            for _ in range(k):
-                await self.one()
-
-        await asyncio.gather(*(client(per + (1 if c < extra else 0)) for c in range(concurrency)))
-
-
-def _telemetry(app: Any) -> Any:
-    services = getattr(app.state, "services", None)
-    return services.telemetry if services is not None else None
-
-
-async def _worker_main(args: argparse.Namespace) -> None:
-    from benchmarks.app import create_app
-
-    app = create_app()
-    driver = Driver(app, args.case, args.users)
-    flush = not args.worker.endswith("full-down")
-    out = os.fdopen(args.result_fd, "w", buffering=1) if args.result_fd is not None else sys.stderr
-    async with app.router.lifespan_context(app):
-        tel = _telemetry(app)
-        await driver.run(args.warmup, args.concurrency)  # caches, connections, JIT-ish warm-up
-        await _settle(tel, flush)
-        if args.gc_threshold:
-            gc.set_threshold(*(int(x) for x in args.gc_threshold.split(",")))
-        if args.gc_freeze:
-            gc.collect()
-            gc.freeze()
-        gc_time = [0.0]
-        gc_started = [0.0]
-
-        def on_gc(phase: str, _info: dict[str, Any]) -> None:  # time spent in the collector, all threads
-            if phase == "start":
-                gc_started[0] = time.perf_counter()
-            else:
-                gc_time[0] += time.perf_counter() - gc_started[0]
-
-        gc.callbacks.append(on_gc)
-
-        async def block(n: int) -> dict[str, Any]:
-            errors0 = driver.errors
-            gc_time[0] = 0.0
-            cpu0, loop0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
-            await driver.run(n, args.concurrency)
-            loop_wall = time.perf_counter() - wall0
-            loop_cpu = time.thread_time() - loop0  # the event loop's thread only, before the flush
-            await _settle(tel, flush)
-            cpu = time.process_time() - cpu0
-            return {
-                "config": args.worker,
-                "n": n,
-                "cpu_s": cpu,
-                "loop_cpu_s": loop_cpu,
-                "gc_s": gc_time[0],
-                "loop_wall_s": loop_wall,
-                "errors": driver.errors - errors0,
-            }
-
-        if args.standalone:
-            print(json.dumps(await block(args.standalone)), file=out)
-            return
-        print(json.dumps({"ready": args.worker}), file=out)
-        loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            cmd = line.split()
-            if not cmd or cmd[0] == "quit":
-                break
-            print(json.dumps(await block(int(cmd[1]))), file=out)
-
-
-async def _settle(tel: Any, flush: bool) -> None:
-    """Let the background work of the requests just sent finish, so it is billed to this block."""
-    if tel is None or not tel.enabled:
-        return
-    if flush:
-        await asyncio.to_thread(_force_flush, tel)
-    else:
-        await asyncio.sleep(0.3)
-
-
-def _force_flush(tel: Any) -> None:
-    if hasattr(tel, "force_flush"):
-        tel.force_flush(10.0)
-        return
-    # a ``--before`` tree (HEAD's telemetry, older API): drain the log pipeline, then both providers
-    pipeline = getattr(tel, "_log_pipeline", None)
-    if pipeline is not None:
-        pipeline._drain()
-    for provider in (tel.tracer_provider, tel.logger_provider):
-        if provider is not None:
-            provider.force_flush(10_000)
-
-
-def worker(args: argparse.Namespace) -> int:
-    if args.core is not None:
-        os.sched_setaffinity(0, {args.core})
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(_worker_main(args))
-    return 0
-
-
-# ================================================================================================
-# parent: dependencies, workers, interleaving, report
+# parent: workers, interleaving, report
 # ================================================================================================
 @dataclass
 class Worker:
@@ -301,114 +107,9 @@ class Worker:
                 self.proc.wait(5)
 
 
-@dataclass
-class Deps:
-    otlp_up: str = ""
-    otlp_down: str = ""
-    database_url: str = "postgresql+asyncpg://nobody:none@127.0.0.1:9/none"  # trivial: never connected
-    partner_url: str = "http://127.0.0.1:9"
-
-
-def _find_collector(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    cache = Path(os.environ.get("O11Y_CACHE", Path.home() / ".cache" / "o11y-box"))
-    found = sorted(cache.glob("otelcol-*/otelcol-o11y"))
-    if not found:
-        raise SystemExit("no otelcol-o11y under the cache; build it: python -m scripts.native.obtain otelcol")
-    return found[-1]
-
-
-@contextlib.contextmanager
-def dependencies(args: argparse.Namespace) -> Iterator[Deps]:
-    deps = Deps()
-    with contextlib.ExitStack() as stack:
-        http_port, grpc_port, health_port = free_port(), free_port(), free_port()
-        env = {
-            **os.environ,
-            "BENCH_OTLP_HTTP_PORT": str(http_port),
-            "BENCH_OTLP_GRPC_PORT": str(grpc_port),
-            "BENCH_HEALTH_PORT": str(health_port),
-            "GOMAXPROCS": "1",
-        }
-        collector = _spawn(
-            [str(_find_collector(args.collector)), f"--config={COLLECTOR_CONFIG}"], env, args.load_core
-        )
-        stack.callback(_stop, collector)
-        _wait_http(f"http://127.0.0.1:{health_port}/", "collector")
-        deps.otlp_up = f"http://127.0.0.1:{http_port}"
-        deps.otlp_down = f"http://127.0.0.1:{free_port()}"  # nobody listens: connection refused
-        if args.case == "evaluate":
-            from scripts.native.postgres import PostgresServer
-
-            pg = stack.enter_context(PostgresServer.temporary(durable=False))
-            deps.database_url = pg.ensure_database("o11y", "o11y-cost", "o11y_cost")
-            for module, extra in (
-                ("sample_service.migrate", []),
-                ("sample_service.seed", ["--users", str(args.users), "--rules", "30"]),
-            ):
-                subprocess.run(
-                    [sys.executable, "-m", module, "--database-url", deps.database_url, *extra],
-                    cwd=REPO,
-                    check=True,
-                    capture_output=True,
-                    timeout=600,
-                )
-            port = free_port()
-            penv = {
-                **_clean_env(),
-                "O11Y_PARTNER_HOST": "127.0.0.1",
-                "O11Y_PARTNER_PORT": str(port),
-                "O11Y_TELEMETRY_ENABLED": "false",
-                "O11Y_LOG_JSON_STDOUT": "false",
-                "O11Y_PARTNER_LATENCY_MS": "1",
-                "O11Y_PARTNER_JITTER_MS": "0",
-            }
-            partner = _spawn([sys.executable, "-m", "sample_service.partner"], penv, args.load_core)
-            stack.callback(_stop, partner)
-            deps.partner_url = f"http://127.0.0.1:{port}"
-            _wait_http(f"{deps.partner_url}/healthz", "partner")
-        yield deps
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_"))}
-
-
-def _spawn(argv: list[str], env: dict[str, str], core: int | None) -> subprocess.Popen[bytes]:
-    if core is not None:
-        argv = ["taskset", "-c", str(core), *argv]
-    return subprocess.Popen(
-        argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
-def _wait_http(url: str, what: str, timeout_s: float = 60.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        time.sleep(0.1)
-    raise SystemExit(f"{what} not healthy at {url} after {timeout_s:.0f}s")
-
-
 def worker_env(name: str, deps: Deps, extra: list[str]) -> dict[str, str]:
     env = {
-        **_clean_env(),
+        **clean_env(),
         "O11Y_DATABASE_URL": deps.database_url,
         "O11Y_PARTNER_BASE_URL": deps.partner_url,
         "O11Y_LOG_JSON_STDOUT": "true",

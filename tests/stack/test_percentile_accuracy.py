@@ -18,6 +18,11 @@ import math
 import pytest
 
 from benchmarks import percentile_accuracy as pa
+from benchmarks.accuracy_backends import Endpoints
+from benchmarks.accuracy_load import EVALUATE, SHAPES
+from benchmarks.accuracy_queries import latency_panel_queries, recording_rule_queries
+from benchmarks.accuracy_report import table
+from benchmarks.accuracy_results import BOUND, MIN_SPANS, QUANTILES
 from sample_service.telemetry import catalog
 from tests.stack.matrix import FUNCTION_SPANS
 
@@ -25,17 +30,17 @@ pytestmark = pytest.mark.stack
 
 
 def test_panel_percentiles_against_exact_access_log_quantiles(native_stack: object) -> None:
-    queries = pa.latency_panel_queries() + pa.recording_rule_queries()
+    queries = latency_panel_queries() + recording_rule_queries()
     http_queries = [q for q in queries if q.metric == catalog.HTTP_SERVER_DURATION.prom]
     assert http_queries, "no request-latency percentile panels found in dashboards/json"
-    assert {q.quantile for q in http_queries} == set(pa.QUANTILES)
+    assert {q.quantile for q in http_queries} == set(QUANTILES)
     span_queries = [q for q in queries if q.metric == catalog.SPAN_DURATION.prom]
     assert span_queries, "no span-metrics percentile panels found in dashboards/json"
 
-    ep = pa.Endpoints()
+    ep = Endpoints()
     pa.wait_ready(ep)
-    phase = pa.run_phase(ep, pa.SHAPES["narrow"], pa.phase_seconds(quick=True), queries, log=print)
-    for line in pa.table([phase]):
+    phase = pa.run_phase(ep, SHAPES["narrow"], pa.phase_seconds(quick=True), queries, log=print)
+    for line in table([phase]):
         print(line)
 
     # The load ran and the access records of the clean window were read back.
@@ -59,7 +64,7 @@ def test_panel_percentiles_against_exact_access_log_quantiles(native_stack: obje
         f"{r.panel} p{r.quantile * 100:g} ({r.series or 'all routes'}): panel {r.panel_value:.4f}s "
         f"exact {r.exact:.4f}s ({r.rel_error * 100:+.1f} %)"
         for r in phase.rows
-        if r.panel in http_keys and r.rel_error is not None and abs(r.rel_error) > pa.BOUND
+        if r.panel in http_keys and r.rel_error is not None and abs(r.rel_error) > BOUND
     ]
     assert not off, "percentiles off by more than 5 %:\n" + "\n".join(off)
 
@@ -67,12 +72,12 @@ def test_panel_percentiles_against_exact_access_log_quantiles(native_stack: obje
     # spans, the exact set of spans (trace store) the histogram's count, and within the bound.
     span_keys = {q.key for q in span_queries}
     span_rows = [
-        r for r in phase.rows if r.panel in span_keys and r.scope == "phase" and r.requests >= pa.MIN_SPANS
+        r for r in phase.rows if r.panel in span_keys and r.scope == "phase" and r.requests >= MIN_SPANS
     ]
-    path = {f"POST {pa.EVALUATE}", *(n for n in FUNCTION_SPANS if n != "rules.load")}
+    path = {f"POST {EVALUATE}", *(n for n in FUNCTION_SPANS if n != "rules.load")}
     for key in span_keys:
         names = {r.series for r in span_rows if r.panel == key}
-        assert path <= names, f"{key}: no row with >= {pa.MIN_SPANS} spans for {sorted(path - names)}"
+        assert path <= names, f"{key}: no row with >= {MIN_SPANS} spans for {sorted(path - names)}"
     for r in span_rows:
         assert r.counted == r.requests, r
         assert r.panel_value is not None and math.isfinite(r.panel_value), r
@@ -81,6 +86,6 @@ def test_panel_percentiles_against_exact_access_log_quantiles(native_stack: obje
         f"{r.panel} p{r.quantile * 100:g} {{{r.series}}} ({r.requests} spans): panel {r.panel_value:.4f}s "
         f"exact {r.exact:.4f}s ({r.rel_error * 100:+.1f} %)"
         for r in span_rows
-        if r.rel_error is not None and abs(r.rel_error) > pa.BOUND
+        if r.rel_error is not None and abs(r.rel_error) > BOUND
     ]
     assert not span_off, "span-metrics percentiles off by more than 5 %:\n" + "\n".join(span_off)

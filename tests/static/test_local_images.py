@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from scripts.engine import local_images
+from scripts.engine import local_image_names
 from scripts.native.obtain import read_env_pins
 from tests.static.binaries import REPO, binary, explain, run
 
@@ -83,7 +83,7 @@ UPSTREAM = {
         None,
     ),
 }
-RECIPES = sorted(p.name for p in local_images.IMAGES_DIR.iterdir() if p.is_dir())
+RECIPES = sorted(p.name for p in local_image_names.IMAGES_DIR.iterdir() if p.is_dir())
 
 
 def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
@@ -136,7 +136,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 OVERRIDE_DATA = _load(OVERRIDE)
 COMPOSE_SERVICES: dict[str, Any] = _load(COMPOSE)["services"]
-REFS = local_images.image_refs(PINS)
+REFS = local_image_names.image_refs(PINS)
 
 
 def test_override_only_sets_image_and_build_args_of_existing_services() -> None:
@@ -243,7 +243,7 @@ def test_local_image_names_are_distinct_and_never_upstream_names() -> None:
 
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_has_the_header(name: str) -> None:
-    text = (local_images.IMAGES_DIR / name / "Dockerfile").read_text()
+    text = (local_image_names.IMAGES_DIR / name / "Dockerfile").read_text()
     header = text.split("\nARG ", 1)[0].split("\nFROM ", 1)[0]
     for marker in ("# Stands in for:", "# Follows upstream:", "# Differs from upstream"):
         assert marker in header, f"{name}: header lacks {marker!r}"
@@ -252,7 +252,7 @@ def test_recipe_has_the_header(name: str) -> None:
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_final_stage_matches_upstream(name: str) -> None:
     up = UPSTREAM[name]
-    got = final_stage(local_images.IMAGES_DIR / name / "Dockerfile")
+    got = final_stage(local_image_names.IMAGES_DIR / name / "Dockerfile")
     want = {"USER": up.user, "ENTRYPOINT": up.entrypoint, "WORKDIR": up.workdir, "CMD": up.cmd}
     assert got == want, f"{name}: final stage differs from upstream ({up.read})"
 
@@ -260,7 +260,7 @@ def test_recipe_final_stage_matches_upstream(name: str) -> None:
 @pytest.mark.parametrize("name", RECIPES)
 def test_recipe_pulls_nothing(name: str) -> None:
     """Every FROM is a build arg (a local image) or scratch: a recipe never names a registry image."""
-    for word, rest in _instructions(local_images.IMAGES_DIR / name / "Dockerfile"):
+    for word, rest in _instructions(local_image_names.IMAGES_DIR / name / "Dockerfile"):
         if word == "FROM":
             base = rest.split()[0]
             assert base == "scratch" or re.fullmatch(r"\$\{\w+\}", base), f"{name}: FROM {base}"
@@ -271,7 +271,7 @@ def test_recipe_pulls_nothing(name: str) -> None:
 )
 def test_entrypoints_exec_the_server(script: str) -> None:
     """PID 1 must be the server (SIGTERM from `docker stop` reaches it): the script ends in exec."""
-    path = local_images.IMAGES_DIR / script
+    path = local_image_names.IMAGES_DIR / script
     assert path.stat().st_mode & 0o111, f"{script} is not executable"
     code = [
         ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.strip().startswith("#")
