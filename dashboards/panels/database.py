@@ -7,6 +7,7 @@ from grafana_foundation_sdk.builders import gauge
 from grafana_foundation_sdk.builders import timeseries as ts
 
 from dashboards import common as c
+from dashboards import promql as pq
 from sample_service.telemetry.catalog import (
     CACHE_ENTRIES,
     CACHE_EVICTIONS,
@@ -25,15 +26,15 @@ _POOL = (L.POOL_NAME,)
 # Saturation is a per-process limit: each replica has its own pool, so it is computed per instance and
 # only then aggregated with max (a sum over replicas would let one starved replica average away).
 _POOL_PER_INSTANCE = (L.INSTANCE, L.POOL_NAME)
-_ALL = c.job_matchers()
+_ALL = pq.job_matchers()
 
 
 def _used(by: tuple[str, ...] = _POOL) -> str:
-    return c.sum_by(DB_CONN_COUNT.series, c.job_matchers(**{L.POOL_STATE: c.POOL_STATE_USED}), by)
+    return pq.sum_by(DB_CONN_COUNT.series, pq.job_matchers(**{L.POOL_STATE: c.POOL_STATE_USED}), by)
 
 
 def _max(by: tuple[str, ...] = _POOL) -> str:
-    return c.sum_by(DB_CONN_MAX.series, _ALL, by)
+    return pq.sum_by(DB_CONN_MAX.series, _ALL, by)
 
 
 # --- pool ------------------------------------------------------------------------------------------
@@ -47,7 +48,7 @@ def pool_connections_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_by(DB_CONN_COUNT.series, _ALL, (*_POOL_PER_INSTANCE, L.POOL_STATE)),
+                pq.sum_by(DB_CONN_COUNT.series, _ALL, (*_POOL_PER_INSTANCE, L.POOL_STATE)),
                 c.legend(*_POOL_PER_INSTANCE, L.POOL_STATE),
                 "A",
             ),
@@ -57,7 +58,7 @@ def pool_connections_timeseries() -> ts.Panel:
 
 
 def _saturation() -> str:
-    return c.ratio(_used(_POOL_PER_INSTANCE), _max(_POOL_PER_INSTANCE))
+    return pq.ratio(_used(_POOL_PER_INSTANCE), _max(_POOL_PER_INSTANCE))
 
 
 def pool_saturation_gauge() -> gauge.Panel:
@@ -100,7 +101,7 @@ def pool_pending_requests_timeseries() -> ts.Panel:
         "Checkouts waiting for a free connection right now. Anything above 0 adds wait time to requests.",
         c.COUNT,
         c.steps(c.GREEN, (1, c.YELLOW), (5, c.RED)),
-        [c.prom_target(c.sum_by(DB_CONN_PENDING.series, _ALL, _POOL), c.legend(L.POOL_NAME))],
+        [c.prom_target(pq.sum_by(DB_CONN_PENDING.series, _ALL, _POOL), c.legend(L.POOL_NAME))],
         width=6,
     )
 
@@ -115,7 +116,7 @@ def pool_wait_time_timeseries() -> ts.Panel:
         c.steps(c.GREEN, (0.01, c.YELLOW), (0.1, c.RED)),
         [
             c.prom_target(
-                c.quantile_by(DB_CONN_WAIT, q, _POOL, _ALL), f"p{q * 100:g} " + c.legend(L.POOL_NAME), ref
+                pq.quantile_by(DB_CONN_WAIT, q, _POOL, _ALL), f"p{q * 100:g} " + c.legend(L.POOL_NAME), ref
             )
             for ref, q in (("A", 0.5), ("B", 0.99))
         ],
@@ -133,7 +134,7 @@ def pool_use_time_timeseries() -> ts.Panel:
         c.latency_thresholds(),
         [
             c.prom_target(
-                c.quantile_by(DB_CONN_USE, q, _POOL, _ALL), f"p{q * 100:g} " + c.legend(L.POOL_NAME), ref
+                pq.quantile_by(DB_CONN_USE, q, _POOL, _ALL), f"p{q * 100:g} " + c.legend(L.POOL_NAME), ref
             )
             for ref, q in (("A", 0.5), ("B", 0.99))
         ],
@@ -142,15 +143,15 @@ def pool_use_time_timeseries() -> ts.Panel:
 
 
 def pool_timeouts_timeseries() -> ts.Panel:
-    timeouts = c.sum_rate(DB_CONN_TIMEOUTS.series, _ALL, _POOL)
-    checkouts = c.sum_rate(DB_CONN_WAIT.count, _ALL, _POOL)
+    timeouts = pq.sum_rate(DB_CONN_TIMEOUTS.series, _ALL, _POOL)
+    checkouts = pq.sum_rate(DB_CONN_WAIT.count, _ALL, _POOL)
     return c.timeseries_panel(
         "Checkout timeouts / s",
         "Checkouts that gave up waiting for a connection (the request fails). 0 while checkouts happen "
         "and none time out; any value above 0 is red.",
         c.PER_SEC,
         c.any_is_bad(),
-        [c.prom_target(c.zero_if_absent(timeouts, checkouts), c.legend(L.POOL_NAME))],
+        [c.prom_target(pq.zero_if_absent(timeouts, checkouts), c.legend(L.POOL_NAME))],
         width=6,
     )
 
@@ -167,7 +168,7 @@ def query_latency_by_operation_timeseries() -> ts.Panel:
         c.steps(c.GREEN, (0.05, c.YELLOW), (0.25, c.RED)),
         [
             c.prom_target(
-                c.quantile_by(DB_OPERATION_DURATION, 0.99, by, _ALL), c.legend(L.DB_OPERATION), exemplar=True
+                pq.quantile_by(DB_OPERATION_DURATION, 0.99, by, _ALL), c.legend(L.DB_OPERATION), exemplar=True
             )
         ],
     )
@@ -182,7 +183,7 @@ def query_rate_by_operation_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_rate(DB_OPERATION_DURATION.count, _ALL, (L.DB_OPERATION,)), c.legend(L.DB_OPERATION)
+                pq.sum_rate(DB_OPERATION_DURATION.count, _ALL, (L.DB_OPERATION,)), c.legend(L.DB_OPERATION)
             )
         ],
         stacked=True,
@@ -192,8 +193,8 @@ def query_rate_by_operation_timeseries() -> ts.Panel:
 # --- cache -----------------------------------------------------------------------------------------
 def cache_hit_ratio_timeseries() -> ts.Panel:
     by = (L.CACHE_NAME,)
-    misses = c.sum_rate(CACHE_REQUESTS.series, c.job_matchers(**{L.CACHE_RESULT: c.CACHE_MISS}), by)
-    lookups = c.sum_rate(CACHE_REQUESTS.series, _ALL, by)
+    misses = pq.sum_rate(CACHE_REQUESTS.series, pq.job_matchers(**{L.CACHE_RESULT: c.CACHE_MISS}), by)
+    lookups = pq.sum_rate(CACHE_REQUESTS.series, _ALL, by)
     return c.timeseries_panel(
         "Cache hit ratio",
         "1 - misses / look-ups per cache. A warm TTL cache sits above 90%; 0 means every look-up goes "
@@ -201,7 +202,9 @@ def cache_hit_ratio_timeseries() -> ts.Panel:
         "100% (the hits/misses panel tells an idle cache from a warm one).",
         c.PERCENT_UNIT,
         c.ratio_bad_below(0.5, 0.9),
-        [c.prom_target(f"1 - {c.ratio(c.zero_if_absent(misses, lookups), lookups)}", c.legend(L.CACHE_NAME))],
+        [c.prom_target(
+            f"1 - {pq.ratio(pq.zero_if_absent(misses, lookups), lookups)}", c.legend(L.CACHE_NAME)
+        )],
         show_thresholds=True,
         minimum=0,
     ).max(1)
@@ -209,8 +212,8 @@ def cache_hit_ratio_timeseries() -> ts.Panel:
 
 def cache_requests_timeseries() -> ts.Panel:
     by = (L.CACHE_NAME,)
-    evictions = c.sum_rate(CACHE_EVICTIONS.series, _ALL, by)
-    lookups = c.sum_rate(CACHE_REQUESTS.series, _ALL, by)
+    evictions = pq.sum_rate(CACHE_EVICTIONS.series, _ALL, by)
+    lookups = pq.sum_rate(CACHE_REQUESTS.series, _ALL, by)
     return c.timeseries_panel(
         "Cache hits / misses / evictions per second",
         "Look-ups by result and entries evicted (expired or over capacity) per second. Evictions "
@@ -219,11 +222,11 @@ def cache_requests_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_rate(CACHE_REQUESTS.series, _ALL, (L.CACHE_NAME, L.CACHE_RESULT)),
+                pq.sum_rate(CACHE_REQUESTS.series, _ALL, (L.CACHE_NAME, L.CACHE_RESULT)),
                 c.legend(L.CACHE_NAME, L.CACHE_RESULT),
                 "A",
             ),
-            c.prom_target(c.zero_if_absent(evictions, lookups), c.legend(L.CACHE_NAME) + " evictions", "B"),
+            c.prom_target(pq.zero_if_absent(evictions, lookups), c.legend(L.CACHE_NAME) + " evictions", "B"),
         ],
     )
 
@@ -235,5 +238,5 @@ def cache_entries_timeseries() -> ts.Panel:
         "(a thundering herd of misses follows).",
         c.COUNT,
         c.informational(),
-        [c.prom_target(c.sum_by(CACHE_ENTRIES.series, _ALL, (L.CACHE_NAME,)), c.legend(L.CACHE_NAME))],
+        [c.prom_target(pq.sum_by(CACHE_ENTRIES.series, _ALL, (L.CACHE_NAME,)), c.legend(L.CACHE_NAME))],
     )

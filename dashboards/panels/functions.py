@@ -3,7 +3,7 @@
 Series come from the collector's spanmetrics connector (one histogram per span name), so every
 function span the service opens (``rules.load``, ``partner.fetch``, …) gets RED metrics for free.
 Here they are native histograms pushed over OTLP; every query falls back to the classic ``_bucket``
-/ ``_sum`` series of a pipeline that serves those instead (``c.quantile_by``, ``c.sum_rate_of_sum``).
+/ ``_sum`` series of a pipeline that serves those instead (``pq.quantile_by``, ``pq.sum_rate_of_sum``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from grafana_foundation_sdk.builders import timeseries as ts
 from grafana_foundation_sdk.models import common as cm
 
 from dashboards import common as c
+from dashboards import promql as pq
 from sample_service.telemetry.catalog import (
     DECISION_EVENTS,
     RULES_EVAL_DURATION,
@@ -25,9 +26,9 @@ from sample_service.telemetry.catalog import (
 
 _BY = (L.SPAN_NAME,)
 _OUTCOME = DECISION_EVENTS.labels[0]  # the catalog spells this label only in the metric's label tuple
-_SPANS = c.span_matchers()
-_NOT_SERVER = c.span_matchers(**{L.SPAN_KIND: "!=" + c.SPAN_KIND_SERVER})
-_SERVER = c.span_matchers(**{L.SPAN_KIND: c.SPAN_KIND_SERVER})
+_SPANS = pq.span_matchers()
+_NOT_SERVER = pq.span_matchers(**{L.SPAN_KIND: "!=" + c.SPAN_KIND_SERVER})
+_SERVER = pq.span_matchers(**{L.SPAN_KIND: c.SPAN_KIND_SERVER})
 
 
 def span_latency_percentile_timeseries(q: float) -> ts.Panel:
@@ -39,7 +40,7 @@ def span_latency_percentile_timeseries(q: float) -> ts.Panel:
         + c.percentile_accuracy_note(spans=True),
         c.SECONDS,
         c.latency_thresholds(),
-        [c.prom_target(c.quantile_by(SPAN_DURATION, q, _BY, _SPANS), c.legend(L.SPAN_NAME), exemplar=True)],
+        [c.prom_target(pq.quantile_by(SPAN_DURATION, q, _BY, _SPANS), c.legend(L.SPAN_NAME), exemplar=True)],
         width=8,
     )
 
@@ -51,29 +52,29 @@ def span_call_rate_timeseries() -> ts.Panel:
         "request (N+1) stands out here.",
         c.OPS_PER_SEC,
         c.informational(),
-        [c.prom_target(c.sum_rate(SPAN_CALLS.series, _SPANS, _BY), c.legend(L.SPAN_NAME))],
+        [c.prom_target(pq.sum_rate(SPAN_CALLS.series, _SPANS, _BY), c.legend(L.SPAN_NAME))],
     )
 
 
 def span_error_ratio_timeseries() -> ts.Panel:
-    errors = c.sum_rate(SPAN_CALLS.series, c.span_matchers(**{L.STATUS_CODE: c.SPAN_STATUS_ERROR}), _BY)
-    calls = c.sum_rate(SPAN_CALLS.series, _SPANS, _BY)
+    errors = pq.sum_rate(SPAN_CALLS.series, pq.span_matchers(**{L.STATUS_CODE: c.SPAN_STATUS_ERROR}), _BY)
+    calls = pq.sum_rate(SPAN_CALLS.series, _SPANS, _BY)
     return c.timeseries_panel(
         "Error ratio by span name",
         "Share of each span name's calls that ended with status ERROR. 0 while the span runs without "
         "errors, and 0 with no calls; the partner call and the request span carry the error scenarios.",
         c.PERCENT_UNIT,
         c.ratio_bad_above(0.01, 0.05),
-        [c.prom_target(c.ratio(c.zero_if_absent(errors, calls), calls), c.legend(L.SPAN_NAME))],
+        [c.prom_target(pq.ratio(pq.zero_if_absent(errors, calls), calls), c.legend(L.SPAN_NAME))],
         show_thresholds=True,
     )
 
 
 def _time_share(window: str) -> str:
-    spent = c.sum_rate_of_sum(SPAN_DURATION, _NOT_SERVER, _BY, window=window)
-    requests = c.sum_rate_of_sum(SPAN_DURATION, _SERVER, window=window)
+    spent = pq.sum_rate_of_sum(SPAN_DURATION, _NOT_SERVER, _BY, window=window)
+    requests = pq.sum_rate_of_sum(SPAN_DURATION, _SERVER, window=window)
     # group_left() spelled out: a bare group_left before "(" would read the parenthesis as its label list
-    return f"{spent}\n/ on() group_left()\nclamp_min({requests}, {c.RATIO_DENOMINATOR_FLOOR})"
+    return f"{spent}\n/ on() group_left()\nclamp_min({requests}, {pq.RATIO_DENOMINATOR_FLOOR})"
 
 
 def function_time_share_bargauge() -> bargauge.Panel:
@@ -96,7 +97,7 @@ def function_time_share_bargauge() -> bargauge.Panel:
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .span(12)
         .height(10)
-        .with_target(c.prom_target(_time_share(c.RANGE_WINDOW), c.legend(L.SPAN_NAME), instant=True))
+        .with_target(c.prom_target(_time_share(pq.RANGE_WINDOW), c.legend(L.SPAN_NAME), instant=True))
     )
 
 
@@ -107,7 +108,7 @@ def function_time_share_timeseries() -> ts.Panel:
         "latency regression lives (e.g. partner.fetch under slow_partner). 0 with no traffic.",
         c.PERCENT_UNIT,
         c.steps(c.GREEN, (0.25, c.YELLOW), (0.5, c.ORANGE)),
-        [c.prom_target(_time_share(c.RATE_WINDOW), c.legend(L.SPAN_NAME))],
+        [c.prom_target(_time_share(pq.RATE_WINDOW), c.legend(L.SPAN_NAME))],
         height=10,
     )
 
@@ -123,7 +124,7 @@ def rules_evaluation_latency_timeseries() -> ts.Panel:
         c.steps(c.GREEN, (0.005, c.YELLOW), (0.05, c.RED)),
         [
             c.prom_target(
-                c.quantile_by(RULES_EVAL_DURATION, q, by, c.job_matchers()),
+                pq.quantile_by(RULES_EVAL_DURATION, q, by, pq.job_matchers()),
                 f"p{q * 100:g} " + c.legend(L.SEGMENT),
                 ref,
                 exemplar=(q == 0.99),
@@ -136,15 +137,15 @@ def rules_evaluation_latency_timeseries() -> ts.Panel:
 
 def rules_evaluated_per_request_timeseries() -> ts.Panel:
     by = (L.SEGMENT,)
-    evaluated = c.sum_rate(RULES_EVALUATED.series, c.job_matchers(), by)
-    evaluations = c.sum_rate(RULES_EVAL_DURATION.count, c.job_matchers(), by)
+    evaluated = pq.sum_rate(RULES_EVALUATED.series, pq.job_matchers(), by)
+    evaluations = pq.sum_rate(RULES_EVAL_DURATION.count, pq.job_matchers(), by)
     return c.timeseries_panel(
         "Rules evaluated per request",
         "Rules evaluated per rule-set evaluation, by segment. Segmentation and early exit keep this low; "
         "a rise means requests fall through to the catch-all rules. 0 with no evaluations.",
         c.COUNT,
         c.steps(c.GREEN, (20, c.YELLOW), (50, c.RED)),
-        [c.prom_target(c.ratio(evaluated, evaluations), c.legend(L.SEGMENT))],
+        [c.prom_target(pq.ratio(evaluated, evaluations), c.legend(L.SEGMENT))],
         width=8,
     )
 
@@ -158,7 +159,7 @@ def decision_events_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_rate(DECISION_EVENTS.series, c.job_matchers(), (_OUTCOME,)), c.legend(_OUTCOME)
+                pq.sum_rate(DECISION_EVENTS.series, pq.job_matchers(), (_OUTCOME,)), c.legend(_OUTCOME)
             )
         ],
         width=8,

@@ -12,6 +12,7 @@ from grafana_foundation_sdk.builders import timeseries as ts
 from grafana_foundation_sdk.models import common as cm
 
 from dashboards import common as c
+from dashboards import promql as pq
 from dashboards.opensearch_query import OpenSearchQueryBuilder
 from sample_service.telemetry.catalog import HTTP_SERVER_DURATION, LogField
 
@@ -60,7 +61,7 @@ def histogram_latency_percentiles_timeseries() -> ts.Panel:
         c.latency_thresholds(),
         [
             c.prom_target(
-                c.quantile_by(HTTP_SERVER_DURATION, p / 100, (), c.job_matchers()), f"p{p:g}", c.ref_id(i)
+                pq.quantile_by(HTTP_SERVER_DURATION, p / 100, (), pq.job_matchers()), f"p{p:g}", c.ref_id(i)
             )
             for i, p in enumerate(PERCENTILES)
         ],
@@ -82,7 +83,7 @@ def p99_exact_vs_interpolated_timeseries() -> ts.Panel:
             .percentiles(LogField.DURATION_S, [99.0])
             .date_histogram(LogField.TIMESTAMP),
             c.prom_target(
-                c.quantile_by(HTTP_SERVER_DURATION, 0.99, (), c.job_matchers()), "p99 histogram", "B"
+                pq.quantile_by(HTTP_SERVER_DURATION, 0.99, (), pq.job_matchers()), "p99 histogram", "B"
             ),
         ],
         datasource=c.MIXED,

@@ -11,6 +11,7 @@ from grafana_foundation_sdk.builders import stat
 from grafana_foundation_sdk.builders import timeseries as ts
 
 from dashboards import common as c
+from dashboards import promql as pq
 from dashboards.opensearch_query import OpenSearchQueryBuilder
 from sample_service.telemetry.catalog import (
     COLLECTOR_QUEUE_CAPACITY,
@@ -38,8 +39,8 @@ from sample_service.telemetry.catalog import (
 # The SDK labels each exporter with its component type (e.g. otlp_grpc_span_exporter), which names the
 # signal it exports.
 _SIGNAL = L.COMPONENT_TYPE
-_FAILED = c.job_matchers(**{L.ERROR_TYPE: "!="})  # error_type set (non-empty) marks drops/failures
-_ALL = c.job_matchers()
+_FAILED = pq.job_matchers(**{L.ERROR_TYPE: "!="})  # error_type set (non-empty) marks drops/failures
+_ALL = pq.job_matchers()
 SIGNAL_TITLES = {"spans": "spans", "log_records": "log records"}
 
 
@@ -55,9 +56,9 @@ def signal_agreement_timeseries() -> ts.Panel:
         c.REQ_PER_SEC,
         c.informational(),
         [
-            c.prom_target(c.sum_rate(HTTP_SERVER_DURATION.count, _ALL), "metrics (pull)", "A"),
+            c.prom_target(pq.sum_rate(HTTP_SERVER_DURATION.count, _ALL), "metrics (pull)", "A"),
             c.prom_target(
-                c.sum_rate(SPAN_CALLS.series, c.span_matchers(**{L.SPAN_KIND: c.SPAN_KIND_SERVER})),
+                pq.sum_rate(SPAN_CALLS.series, pq.span_matchers(**{L.SPAN_KIND: c.SPAN_KIND_SERVER})),
                 "server spans (push, spanmetrics)",
                 "B",
             ),
@@ -99,8 +100,8 @@ def _queue_panel(title: str, size: Metric, capacity: Metric, what: str) -> ts.Pa
         c.COUNT,
         c.informational(),
         [
-            c.prom_target(c.sum_by(size.series, _ALL, per), c.legend(L.INSTANCE) + " queued", "A"),
-            c.prom_target(c.sum_by(capacity.series, _ALL, per), c.legend(L.INSTANCE) + " capacity", "B"),
+            c.prom_target(pq.sum_by(size.series, _ALL, per), c.legend(L.INSTANCE) + " queued", "A"),
+            c.prom_target(pq.sum_by(capacity.series, _ALL, per), c.legend(L.INSTANCE) + " capacity", "B"),
         ],
         width=8,
     )
@@ -119,9 +120,9 @@ def sdk_log_queue_timeseries() -> ts.Panel:
 def sdk_dropped_timeseries() -> ts.Panel:
     targets = []
     for ref, metric, what in (("A", SDK_SPAN_PROCESSED, "spans"), ("B", SDK_LOG_PROCESSED, "log records")):
-        dropped = c.sum_rate(metric.series, _FAILED)
-        processed = c.sum_rate(metric.series, _ALL)
-        targets.append(c.prom_target(c.zero_if_absent(dropped, processed), f"{what} dropped", ref))
+        dropped = pq.sum_rate(metric.series, _FAILED)
+        processed = pq.sum_rate(metric.series, _ALL)
+        targets.append(c.prom_target(pq.zero_if_absent(dropped, processed), f"{what} dropped", ref))
     return c.timeseries_panel(
         "SDK drops / s",
         "Spans and log records the SDK's batch processors dropped (queue full) per second. 0 while the "
@@ -142,7 +143,7 @@ def sdk_export_duration_timeseries() -> ts.Panel:
         c.steps(c.GREEN, (0.5, c.YELLOW), (2, c.RED)),
         [
             c.prom_target(
-                c.quantile_by(SDK_EXPORT_DURATION, q, (_SIGNAL,), _ALL),
+                pq.quantile_by(SDK_EXPORT_DURATION, q, (_SIGNAL,), _ALL),
                 f"p{q * 100:g} " + c.legend(_SIGNAL),
                 ref,
             )
@@ -155,9 +156,9 @@ def sdk_export_duration_timeseries() -> ts.Panel:
 def sdk_export_failures_timeseries() -> ts.Panel:
     targets = []
     for ref, metric, what in (("A", SDK_SPANS_EXPORTED, "spans"), ("B", SDK_LOGS_EXPORTED, "log records")):
-        failed = c.sum_rate(metric.series, _FAILED)
-        exported = c.sum_rate(metric.series, _ALL)
-        targets.append(c.prom_target(c.zero_if_absent(failed, exported), f"{what} failed", ref))
+        failed = pq.sum_rate(metric.series, _FAILED)
+        exported = pq.sum_rate(metric.series, _ALL)
+        targets.append(c.prom_target(pq.zero_if_absent(failed, exported), f"{what} failed", ref))
     return c.timeseries_panel(
         "SDK export failures / s",
         "Spans and log records whose export to the collector failed, per second. 0 while exports "
@@ -186,7 +187,7 @@ def collector_signal_timeseries(signal: str) -> ts.Panel:
         c.PER_SEC,
         c.informational(),
         [
-            c.prom_target(c.sum_rate(collector_metric(stage, signal)), label, ref)
+            c.prom_target(pq.sum_rate(collector_metric(stage, signal)), label, ref)
             for ref, stage, label in stages
         ],
     )
@@ -201,7 +202,7 @@ def collector_refusals_timeseries() -> ts.Panel:
         c.PER_SEC,
         c.any_is_bad(),
         [
-            c.prom_target(c.sum_rate(collector_metric("receiver_refused", s)), SIGNAL_TITLES[s], ref)
+            c.prom_target(pq.sum_rate(collector_metric("receiver_refused", s)), SIGNAL_TITLES[s], ref)
             for ref, s in (("A", "spans"), ("B", "log_records"))
         ],
     )
@@ -218,8 +219,8 @@ def collector_queue_timeseries() -> ts.Panel:
         c.COUNT,
         c.informational(),
         [
-            c.prom_target(c.sum_by(COLLECTOR_QUEUE_SIZE, None, by), f"{series} queued", "A"),
-            c.prom_target(c.sum_by(COLLECTOR_QUEUE_CAPACITY, None, by), f"{series} capacity", "B"),
+            c.prom_target(pq.sum_by(COLLECTOR_QUEUE_SIZE, None, by), f"{series} queued", "A"),
+            c.prom_target(pq.sum_by(COLLECTOR_QUEUE_CAPACITY, None, by), f"{series} capacity", "B"),
         ],
     )
 
@@ -230,12 +231,12 @@ SCRAPE_GAPS_TITLE = "Scrapes per minute (gaps: Prometheus or the service down)"
 
 def scrape_gaps_timeseries() -> ts.Panel:
     """Samples of one always-present service gauge per minute: a scrape gap, whoever caused it."""
-    per_minute = round(60 / c.SCRAPE_INTERVAL_S)
-    samples = f"count_over_time({c.selector(DB_CONN_MAX.series, _ALL)}[{c.SCRAPE_COUNT_WINDOW}])"
+    per_minute = round(60 / pq.SCRAPE_INTERVAL_S)
+    samples = f"count_over_time({pq.selector(DB_CONN_MAX.series, _ALL)}[{pq.SCRAPE_COUNT_WINDOW}])"
     return c.timeseries_panel(
         SCRAPE_GAPS_TITLE,
-        f"Samples Prometheus stored per {c.SCRAPE_COUNT_WINDOW} of a gauge the service always exposes "
-        f"(one sample per successful scrape): {per_minute} at the {c.SCRAPE_INTERVAL_S}s scrape "
+        f"Samples Prometheus stored per {pq.SCRAPE_COUNT_WINDOW} of a gauge the service always exposes "
+        f"(one sample per successful scrape): {per_minute} at the {pq.SCRAPE_INTERVAL_S}s scrape "
         "interval. A dip, or a hole in the line, is a scrape gap: Prometheus was down or restarting (no "
         "alert can fire for that, the rule evaluator was down too) or the service did not answer "
         "(then ScrapeTargetDown fires). Rates and alerts over the gap saw no data.",
@@ -249,7 +250,7 @@ def scrape_gaps_timeseries() -> ts.Panel:
 
 def scrape_targets_up_stat() -> stat.Panel:
     """Prometheus' own `up` per job: is every target of every job being scraped right now?"""
-    up = c.sum_by(SCRAPE_UP, None, (L.JOB,))
+    up = pq.sum_by(SCRAPE_UP, None, (L.JOB,))
     targets = f"count by ({L.JOB}) ({SCRAPE_UP})"
     return c.stat_panel(
         "Scrape targets up, per job",
@@ -259,7 +260,7 @@ def scrape_targets_up_stat() -> stat.Panel:
         "remote write) have no scrape and do not appear here.",
         c.PERCENT_UNIT,
         c.ratio_bad_below(0.999, 1),
-        c.prom_target(c.ratio(up, targets), c.legend(L.JOB)),
+        c.prom_target(pq.ratio(up, targets), c.legend(L.JOB)),
         width=24,
         height=4,
         graph=False,
@@ -277,7 +278,7 @@ def tempo_service_graph_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_rate(SERVICE_GRAPH_REQUESTS.series, None, by),
+                pq.sum_rate(SERVICE_GRAPH_REQUESTS.series, None, by),
                 f"{{{{{L.CLIENT}}}}} → {{{{{L.SERVER}}}}}",
             )
         ],

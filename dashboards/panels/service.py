@@ -15,6 +15,7 @@ from grafana_foundation_sdk.models import heatmap as hm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards import common as c
+from dashboards import promql as pq
 from dashboards.opensearch_query import OpenSearchQueryBuilder
 from dashboards.panels.logs import ACCESS_LOGS, TRACE_ID_VAR
 from sample_service.telemetry.catalog import (
@@ -41,21 +42,21 @@ MIN_DURATION_VAR = "min_duration"
 # so the trace id keeps the datasource's own "open trace" link.
 TEMPO_TRACE_ID_FIELD = "traceID"
 TEMPO_SERVICE_FIELD = "traceService"
-_ALL = c.job_matchers()
-_5XX = c.job_matchers(**{L.HTTP_STATUS: "=~" + c.SERVER_ERROR_STATUS_RE})
+_ALL = pq.job_matchers()
+_5XX = pq.job_matchers(**{L.HTTP_STATUS: "=~" + c.SERVER_ERROR_STATUS_RE})
 
 
 def _pct(q: float) -> str:
     return f"p{q * 100:g}"
 
 
-def _request_rate(window: str = c.RATE_WINDOW) -> str:
-    return c.sum_rate(HTTP_SERVER_DURATION.count, _ALL, window=window)
+def _request_rate(window: str = pq.RATE_WINDOW) -> str:
+    return pq.sum_rate(HTTP_SERVER_DURATION.count, _ALL, window=window)
 
 
-def _error_ratio(window: str = c.RATE_WINDOW) -> str:
-    errors = c.sum_rate(HTTP_SERVER_DURATION.count, _5XX, window=window)
-    return c.ratio(c.zero_if_absent(errors, _request_rate(window)), _request_rate(window))
+def _error_ratio(window: str = pq.RATE_WINDOW) -> str:
+    errors = pq.sum_rate(HTTP_SERVER_DURATION.count, _5XX, window=window)
+    return pq.ratio(pq.zero_if_absent(errors, _request_rate(window)), _request_rate(window))
 
 
 # --- headline stats ------------------------------------------------------------------------------
@@ -117,7 +118,7 @@ def p99_latency_stat() -> stat.Panel:
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .span(6)
         .height(5)
-        .with_target(c.prom_target(c.quantile_by(HTTP_SERVER_DURATION, 0.99, (), _ALL), "p99"))
+        .with_target(c.prom_target(pq.quantile_by(HTTP_SERVER_DURATION, 0.99, (), _ALL), "p99"))
     )
 
 
@@ -137,7 +138,7 @@ def active_requests_stat() -> stat.Panel:
         .reduce_options(cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .span(6)
         .height(5)
-        .with_target(c.prom_target(c.sum_by(HTTP_SERVER_ACTIVE.series, _ALL), "in flight"))
+        .with_target(c.prom_target(pq.sum_by(HTTP_SERVER_ACTIVE.series, _ALL), "in flight"))
     )
 
 
@@ -150,7 +151,7 @@ def request_rate_timeseries() -> ts.Panel:
         c.informational(),
         [
             c.prom_target(
-                c.sum_rate(HTTP_SERVER_DURATION.count, _ALL, (L.HTTP_ROUTE,)), c.legend(L.HTTP_ROUTE)
+                pq.sum_rate(HTTP_SERVER_DURATION.count, _ALL, (L.HTTP_ROUTE,)), c.legend(L.HTTP_ROUTE)
             )
         ],
         stacked=True,
@@ -158,8 +159,8 @@ def request_rate_timeseries() -> ts.Panel:
 
 
 def error_ratio_timeseries() -> ts.Panel:
-    per_route_errors = c.sum_rate(HTTP_SERVER_DURATION.count, _5XX, (L.HTTP_ROUTE,))
-    per_route_all = c.sum_rate(HTTP_SERVER_DURATION.count, _ALL, (L.HTTP_ROUTE,))
+    per_route_errors = pq.sum_rate(HTTP_SERVER_DURATION.count, _5XX, (L.HTTP_ROUTE,))
+    per_route_all = pq.sum_rate(HTTP_SERVER_DURATION.count, _ALL, (L.HTTP_ROUTE,))
     return c.timeseries_panel(
         "Error ratio (5xx) by route",
         "Share of each route's requests answered with 5xx. Routes without errors show 0, and so does a "
@@ -169,7 +170,7 @@ def error_ratio_timeseries() -> ts.Panel:
         c.ratio_bad_above(c.ERROR_RATIO_SLO / 2, c.ERROR_RATIO_SLO),
         [
             c.prom_target(
-                c.ratio(c.zero_if_absent(per_route_errors, per_route_all), per_route_all),
+                pq.ratio(pq.zero_if_absent(per_route_errors, per_route_all), per_route_all),
                 c.legend(L.HTTP_ROUTE),
             )
         ],
@@ -182,7 +183,7 @@ def latency_percentiles_timeseries() -> ts.Panel:
         # Exemplars on one query only: all four read the same histogram, so more would draw each
         # exemplar four times.
         c.prom_target(
-            c.quantile_by(HTTP_SERVER_DURATION, q, (), _ALL), _pct(q), c.ref_id(i), exemplar=(q == 0.99)
+            pq.quantile_by(HTTP_SERVER_DURATION, q, (), _ALL), _pct(q), c.ref_id(i), exemplar=(q == 0.99)
         )
         for i, q in enumerate(PERCENTILES)
     ]
@@ -207,7 +208,7 @@ def route_latency_percentile_timeseries(q: float) -> ts.Panel:
         c.latency_thresholds(),
         [
             c.prom_target(
-                c.quantile_by(HTTP_SERVER_DURATION, q, (L.HTTP_ROUTE,), _ALL),
+                pq.quantile_by(HTTP_SERVER_DURATION, q, (L.HTTP_ROUTE,), _ALL),
                 c.legend(L.HTTP_ROUTE),
                 exemplar=True,
             )
@@ -247,7 +248,7 @@ def latency_heatmap() -> heatmap.Panel:
         .height(8)
         .with_target(
             c.prom_target(
-                c.sum_rate(HTTP_SERVER_DURATION.series, _ALL, ("le",)),
+                pq.sum_rate(HTTP_SERVER_DURATION.series, _ALL, ("le",)),
                 "{{le}}",
                 fmt=PromQueryFormat.HEATMAP,
                 exemplar=True,
@@ -266,7 +267,7 @@ def partner_latency_timeseries() -> ts.Panel:
         c.latency_thresholds(),
         [
             c.prom_target(
-                c.quantile_by(HTTP_CLIENT_DURATION, q, (L.SERVER_ADDRESS,), _ALL),
+                pq.quantile_by(HTTP_CLIENT_DURATION, q, (L.SERVER_ADDRESS,), _ALL),
                 f"{_pct(q)} " + c.legend(L.SERVER_ADDRESS),
                 c.ref_id(i),
                 exemplar=(q == 0.99),
@@ -282,7 +283,7 @@ def slowest_routes_table() -> table.Panel:
     by = (L.HTTP_ROUTE,)
     targets = [
         c.prom_target(
-            c.quantile_by(HTTP_SERVER_DURATION, q, by, _ALL, window=c.RANGE_WINDOW),
+            pq.quantile_by(HTTP_SERVER_DURATION, q, by, _ALL, window=pq.RANGE_WINDOW),
             _pct(q),
             c.ref_id(i),
             instant=True,
@@ -292,7 +293,7 @@ def slowest_routes_table() -> table.Panel:
     ]
     targets.append(
         c.prom_target(
-            c.sum_rate(HTTP_SERVER_DURATION.count, _ALL, by, window=c.RANGE_WINDOW),
+            pq.sum_rate(HTTP_SERVER_DURATION.count, _ALL, by, window=pq.RANGE_WINDOW),
             "req/s",
             c.ref_id(len(targets)),
             instant=True,
@@ -416,7 +417,7 @@ BURN_WINDOWS = ("5m", "1h", "6h", "3d")
 
 def error_budget_stat(sli: str) -> stat.Panel:
     budget = c.ERROR_RATIO_SLO
-    spent = c.selector(slo_error_ratio(sli, "30d"), c.job_matchers())
+    spent = pq.selector(slo_error_ratio(sli, "30d"), pq.job_matchers())
     return c.stat_panel(
         f"Error budget left (30 d): {SLO_TITLES[sli]}",
         f"Share of the 30-day error budget of the {SLO_TITLES[sli]} SLO ({1 - budget:.0%} of requests "
@@ -433,7 +434,7 @@ def error_budget_stat(sli: str) -> stat.Panel:
 def burn_rate_timeseries() -> ts.Panel:
     targets = [
         c.prom_target(
-            f"{c.selector(slo_error_ratio(sli, w), c.job_matchers())} / {c.ERROR_RATIO_SLO:g}",
+            f"{pq.selector(slo_error_ratio(sli, w), pq.job_matchers())} / {c.ERROR_RATIO_SLO:g}",
             f"{sli} {w} " + c.legend(L.JOB),
             c.ref_id(i * len(BURN_WINDOWS) + j),
         )
@@ -462,9 +463,9 @@ def restarts_and_deploys_annotation() -> db.AnnotationQuery:
     """
     starts = (
         f"max by ({L.JOB}, {L.INSTANCE}, {L.VERSION}, {L.COMMIT}) (\n"
-        f"  {c.selector(PROCESS_START_TIME.prom, c.job_matchers())}\n"
+        f"  {pq.selector(PROCESS_START_TIME.prom, pq.job_matchers())}\n"
         f"  * on ({L.JOB}, {L.INSTANCE}) group_left ({L.VERSION}, {L.COMMIT})\n"
-        f"  {c.selector(SERVICE_BUILD_INFO.prom, c.job_matchers())}\n"
+        f"  {pq.selector(SERVICE_BUILD_INFO.prom, pq.job_matchers())}\n"
         ") * 1000"
     )
     return (

@@ -8,8 +8,9 @@ Library API (used by the stack e2e)::
     assert report.ok, report.render()
 """
 
+from scripts.doctor.backends import Backends
 from scripts.doctor.report import PanelResult, Report, Status, TargetResult
-from scripts.doctor.runner import Backends, iter_panels, run_doctor
+from scripts.doctor.runner import iter_panels, run_doctor
 from scripts.doctor.variables import Interpolator, Intervals, TimeRange, VarValue
 
 __all__ = [

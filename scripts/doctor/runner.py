@@ -10,65 +10,30 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from scripts.doctor import opensearch as osq
-from scripts.doctor.report import PanelResult, Report, Status, TargetResult
-from scripts.doctor.variables import (
-    InterpolationError,
-    Interpolator,
-    Intervals,
-    TimeRange,
-    VarValue,
-    parse_duration,
+from scripts.doctor.backends import (
+    BACKEND_OF_TYPE,
+    EXPRESSION_TYPES,
+    EXPRESSION_UIDS,
+    MIXED_UIDS,
+    PROMETHEUS,
+    SAVED_VALUE,
+    TEMPO,
+    Backends,
+    ds_ref,
+    var_name,
 )
+from scripts.doctor.report import PanelResult, Report, Status, TargetResult
+from scripts.doctor.resolve import ResolvedVariables, resolve_variables
+from scripts.doctor.variables import InterpolationError, Interpolator, Intervals, TimeRange, parse_duration
 
 # Panel-description marker of a legitimately empty panel (written by dashboards.common.empty_ok).
 # Spelled here too so the doctor works on any dashboard JSON without importing the generator.
 EMPTY_OK_RE = re.compile(r"^Empty is OK:\s*(?P<reason>\S.*)$", re.MULTILINE)
-
-SAVED_VALUE = "using its saved value"
-PROMETHEUS, TEMPO, OPENSEARCH = "prometheus", "tempo", "opensearch"
-BACKEND_OF_TYPE = {
-    "prometheus": PROMETHEUS,
-    "tempo": TEMPO,
-    "grafana-opensearch-datasource": OPENSEARCH,
-    "elasticsearch": OPENSEARCH,  # same query model; the doctor speaks the common subset
-}
-MIXED_UIDS = ("-- Mixed --",)
-EXPRESSION_TYPES = ("__expr__",)
-EXPRESSION_UIDS = ("__expr__", "-- Dashboard --")
-
-
-@dataclass
-class Backends:
-    prometheus: str | None = None
-    tempo: str | None = None
-    opensearch: str | None = None
-    opensearch_index: str = "o11y-logs"
-    # The OpenSearch datasource's jsonData.timeField: the plugin filters and buckets on it whatever a
-    # target says (stack/grafana provisioning: @timestamp).
-    opensearch_time_field: str = osq.DEFAULT_TIME_FIELD
-    # The Prometheus datasource's scrape interval (timeInterval): the floor of $__interval, and 4x it
-    # is the floor of $__rate_interval. 10 s = stack/prometheus scrape interval = our provisioning's
-    # timeInterval; a stock Grafana datasource without timeInterval uses 15 s (--scrape-interval 15s).
-    scrape_interval_s: float = 10.0
-    max_data_points: int = 1000
-    timeout_s: float = 30.0
-    # Known datasource uids → plugin type, for targets whose ref carries no type (old JSON).
-    uid_types: dict[str, str] = field(default_factory=dict)
-    # Tempo declared absent (the reason): Tempo-datasource targets, and Prometheus targets that read
-    # a metric only Tempo produces (``tempo_only_metrics``, e.g. its metrics-generator's service
-    # graph), are reported "not checkable: needs Tempo" instead of being run. Never implied: a stack
-    # whose trace store is not Tempo (the e2e's Jaeger stand-in) must say so.
-    tempo_absent: str | None = None
-    tempo_only_metrics: tuple[str, ...] = ()
-
-    def url(self, backend: str) -> str | None:
-        return {PROMETHEUS: self.prometheus, TEMPO: self.tempo, OPENSEARCH: self.opensearch}[backend]
 
 
 # --- walking the dashboard ---------------------------------------------------------------------
@@ -114,177 +79,19 @@ def annotation_panels(dash: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _ds_ref(ref: Any) -> dict[str, Any]:
-    if ref is None:
-        return {}
-    if isinstance(ref, str):  # pre-8.x dashboards: a datasource name or a variable
-        return {"uid": ref}
-    return dict(ref)
-
-
-def _var_name(text: str) -> str | None:
-    m = re.fullmatch(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]", text or "")
-    return next((g for g in m.groups() if g), None) if m else None
-
-
-# --- variables ---------------------------------------------------------------------------------
-@dataclass
-class ResolvedVariables:
-    values: dict[str, VarValue]
-    datasource_types: dict[str, str]  # datasource variable name → plugin type
-    problems: list[str]
-
-
-def _current_values(var: dict[str, Any]) -> list[str]:
-    cur = var.get("current") or {}
-    value = cur.get("value")
-    if value is None or value == "":
-        q = var.get("query")
-        if var.get("type") in ("textbox", "constant") and isinstance(q, str):
-            return [q]
-        return [] if value is None else [""]
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _apply_regex(values: list[str], regex: str | None) -> list[str]:
-    if not regex:
-        return values
-    pattern = regex
-    m = re.fullmatch(r"/(.*)/([gimsuy]*)", regex, re.DOTALL)
-    flags = 0
-    if m:
-        pattern, opts = m.group(1), m.group(2)
-        flags = re.IGNORECASE if "i" in opts else 0
-    # JS named groups (?<name>…) → Python (?P<name>…)
-    pattern = re.sub(r"\(\?<(\w+)>", r"(?P<\1>", pattern)
-    rx = re.compile(pattern, flags)
-    out = []
-    for v in values:
-        mm = rx.search(v)
-        if not mm:
-            continue
-        if "value" in rx.groupindex:
-            out.append(mm.group("value"))
-        elif rx.groups:
-            out.append(mm.group(1))
-        else:
-            out.append(v)
-    return list(dict.fromkeys(out))
-
-
-_LABEL_VALUES_RE = re.compile(
-    r"^\s*label_values\(\s*(?:(?P<match>.+?)\s*,\s*)?(?P<label>[a-zA-Z_]\w*)\s*\)\s*$", re.S
-)
-
-
-def _prometheus_variable_values(client: httpx.Client, url: str, query: str, tr: TimeRange) -> list[str]:
-    m = _LABEL_VALUES_RE.match(query)
-    if not m:
-        raise InterpolationError(f"query variable {query!r}: only label_values(...) is resolved; pass --var")
-    params: dict[str, Any] = {"start": f"{tr.start:.3f}", "end": f"{tr.end:.3f}"}
-    if m.group("match"):
-        params["match[]"] = m.group("match")
-    r = client.get(f"{url.rstrip('/')}/api/v1/label/{m.group('label')}/values", params=params)
-    r.raise_for_status()
-    return sorted(str(v) for v in r.json().get("data", []))
-
-
-def resolve_variables(
-    dashboard: dict[str, Any],
-    backends: Backends,
-    overrides: dict[str, str],
-    tr: TimeRange,
-    client: httpx.Client,
-) -> ResolvedVariables:
-    values: dict[str, VarValue] = {}
-    ds_types: dict[str, str] = {}
-    problems: list[str] = []
-    intervals = Intervals.compute(tr, backends.scrape_interval_s, backends.max_data_points)
-    for var in (dashboard.get("templating") or {}).get("list") or []:
-        name, kind = var.get("name"), var.get("type")
-        if not name:
-            continue
-        multi, include_all = bool(var.get("multi")), bool(var.get("includeAll"))
-        if kind == "datasource":
-            ds_types[name] = str(var.get("query") or "")
-            chosen = overrides.get(name) or next(iter(_current_values(var)), "") or "default"
-            values[name] = VarValue.single(chosen)
-            continue
-        if name in overrides:
-            raw = overrides[name]
-            vals = raw.split(",") if multi else [raw]
-            values[name] = VarValue(vals, multi=multi, include_all=include_all)
-            continue
-        current = _current_values(var)
-        is_all = current in (["$__all"], ["All"]) and include_all
-        if kind == "query":
-            ds = _ds_ref(var.get("datasource"))
-            ds_type = ds.get("type") or ds_types.get(_var_name(str(ds.get("uid", ""))) or "", "")
-            query = var.get("query")
-            if isinstance(query, dict):
-                query = query.get("query", "")
-            try:
-                if BACKEND_OF_TYPE.get(ds_type) != PROMETHEUS or not backends.prometheus:
-                    raise InterpolationError(
-                        f"query variable on a {ds_type or 'unknown'} datasource is not resolved; pass --var"
-                    )
-                interp = Interpolator(values, tr, intervals)
-                q = interp.interpolate(str(query or ""), ds_type)
-                if interp.unresolved:
-                    raise InterpolationError(f"uses unresolved variables {sorted(set(interp.unresolved))}")
-                found = _apply_regex(
-                    _prometheus_variable_values(client, backends.prometheus, q, tr), var.get("regex")
-                )
-            except (InterpolationError, httpx.HTTPError, ValueError) as exc:
-                if current and not is_all:
-                    values[name] = VarValue(current, multi=multi, include_all=include_all)
-                    problems.append(f"${name}: {exc}; {SAVED_VALUE} {current}")
-                else:
-                    problems.append(f"${name}: {exc}")
-                continue
-            if not found:
-                if current and not is_all:
-                    # Nothing to choose from: keep the saved selection, the queries will show empty.
-                    values[name] = VarValue(current, multi=multi, include_all=include_all)
-                else:
-                    problems.append(f"${name}: query {q!r} returned no values")
-                continue
-            if is_all:
-                values[name] = VarValue(found, multi, include_all, True, var.get("allValue") or None)
-            else:
-                keep = [v for v in current if v in found] or found[:1]
-                values[name] = VarValue(keep, multi=multi, include_all=include_all)
-            continue
-        if kind == "custom":
-            options = [o.strip() for o in str(var.get("query") or "").split(",") if o.strip()]
-            options = [o.split(" : ", 1)[-1] for o in options]
-            if is_all:
-                values[name] = VarValue(options, multi, include_all, True, var.get("allValue") or None)
-            else:
-                values[name] = VarValue(current or options[:1], multi=multi, include_all=include_all)
-            continue
-        if kind in ("textbox", "constant", "interval"):
-            values[name] = VarValue(current or [""], multi=False, include_all=False)
-            continue
-        if kind == "adhoc":
-            continue  # ad-hoc filters add matchers in Grafana; the doctor runs queries without them
-        problems.append(f"${name}: variable type {kind!r} not supported; pass --var {name}=VALUE")
-    return ResolvedVariables(values, ds_types, problems)
-
-
 # --- running one target ------------------------------------------------------------------------
 def _datasource_type(
     target: dict[str, Any], panel: dict[str, Any], rv: ResolvedVariables, backends: Backends
 ) -> tuple[str, str]:
     """(plugin type, uid as written) of the datasource the target runs on."""
-    panel_ds = _ds_ref(panel.get("datasource"))
-    ds = _ds_ref(target.get("datasource")) or panel_ds
+    panel_ds = ds_ref(panel.get("datasource"))
+    ds = ds_ref(target.get("datasource")) or panel_ds
     if str(ds.get("uid")) in MIXED_UIDS:
-        ds = _ds_ref(target.get("datasource"))
+        ds = ds_ref(target.get("datasource"))
     uid = str(ds.get("uid") or "")
     if ds.get("type") and ds.get("type") != "datasource":
         return str(ds["type"]), uid
-    var = _var_name(uid)
+    var = var_name(uid)
     if var and var in rv.datasource_types:
         return rv.datasource_types[var], uid
     if uid in backends.uid_types:

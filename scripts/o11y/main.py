@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scripts.o11y import compare as cmp
 from scripts.o11y import load as engine
-from scripts.o11y import views
+from scripts.o11y import open_loop, views
 from scripts.o11y.backend import Backend, BackendError, get_backend
 from scripts.o11y.drill import FOCUS, run_drill, scenarios_state, set_scenarios
 
@@ -87,7 +87,7 @@ def run_load(base_url: str, *, rate: float, duration_s: float, mix: dict[str, fl
         task = progress.add_task(title, total=duration_s, info="")
         t0 = time.monotonic()
 
-        def tick(rec: engine.Recording, inflight: int) -> None:
+        def tick(rec: open_loop.Recording, inflight: int) -> None:
             failed = sum(1 for s in rec.samples if not s.outcome.ok)
             progress.update(task, completed=min(duration_s, time.monotonic() - t0),
                             info=f"{len(rec.samples)} done, {failed} errors, {inflight} in flight")
@@ -95,7 +95,7 @@ def run_load(base_url: str, *, rate: float, duration_s: float, mix: dict[str, fl
         try:
             return asyncio.run(engine.run(rate=rate, duration_s=duration_s, base_url=base_url, mix=mix,
                                           users=users, seed=seed, progress=tick, **options))
-        except engine.LoadError as exc:
+        except open_loop.LoadError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
             # a drill's `finally` still switches its scenario off on the way out
@@ -104,10 +104,10 @@ def run_load(base_url: str, *, rate: float, duration_s: float, mix: dict[str, fl
 
 def parse_load_args(rate: float, duration: str, mix: str) -> tuple[float, dict[str, float]]:
     try:
-        engine.check_rate(rate)
+        open_loop.check_rate(rate)
         duration_s = engine.parse_duration(duration)
         weights = engine.parse_mix(mix)
-    except engine.LoadError as exc:
+    except open_loop.LoadError as exc:
         fail(str(exc))
     if duration_s is None:
         fail("--duration forever is for the loadgen service (python -m scripts.o11y.load); give seconds")
@@ -161,7 +161,7 @@ def compare(
     """Deltas between two `o11y load --out` files, and a before/after percentile plot (PNG)."""
     try:
         a, b = engine.load_result(before), engine.load_result(after)
-    except engine.LoadError as exc:
+    except open_loop.LoadError as exc:
         fail(str(exc))
     labels = (before.stem, after.stem)
     console.print(views.deltas_table(cmp.deltas(a, b), labels))

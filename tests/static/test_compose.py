@@ -413,7 +413,8 @@ def test_no_ulimits_above_what_an_engine_may_allow(services: dict[str, Any]) -> 
 
 def _copied_paths(dockerfile: Path) -> list[str]:
     paths = []
-    for line in dockerfile.read_text().splitlines():
+    # An instruction may continue over several lines (a trailing backslash): join them first.
+    for line in dockerfile.read_text().replace("\\\n", " ").splitlines():
         if line.startswith("COPY ") and "--from=" not in line:
             words = [w for w in line.split()[1:] if not w.startswith("--")]
             paths += words[:-1]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from dashboards import build, common
+from dashboards import build, common, promql
 from dashboards.opensearch_query import PLUGIN_ID, OpenSearchQuery, OpenSearchQueryBuilder
 from sample_service.telemetry import catalog
 from scripts.doctor import iter_panels
@@ -491,7 +491,7 @@ def test_empty_ok_marker_is_read_by_the_doctor() -> None:
 
 
 def test_quantile_helper_shapes_the_query() -> None:
-    q = common.quantile_by(catalog.HTTP_SERVER_DURATION, 0.99, (catalog.L.HTTP_ROUTE,), {"job": "$job"})
+    q = promql.quantile_by(catalog.HTTP_SERVER_DURATION, 0.99, (catalog.L.HTTP_ROUTE,), {"job": "$job"})
     assert q == (
         "histogram_quantile(0.99, sum by (http_route) "
         '(rate(http_server_request_duration_seconds{job=~"$job"}[$__rate_interval])))\nor\n'
@@ -499,4 +499,4 @@ def test_quantile_helper_shapes_the_query() -> None:
         '(rate(http_server_request_duration_seconds_bucket{job=~"$job"}[$__rate_interval])))'
     )
     with pytest.raises(ValueError):
-        common.quantile_by(catalog.HTTP_SERVER_DURATION, 99)
+        promql.quantile_by(catalog.HTTP_SERVER_DURATION, 99)

@@ -19,7 +19,8 @@ from scripts import dashboard_doctor
 from scripts.doctor import Backends, Interpolator, Intervals, Report, Status, TimeRange, VarValue, run_doctor
 from scripts.doctor import opensearch as osq
 from scripts.doctor.report import PanelResult, TargetResult
-from scripts.doctor.runner import annotation_panels, iter_panels, resolve_variables, traceql_of
+from scripts.doctor.resolve import resolve_variables
+from scripts.doctor.runner import annotation_panels, iter_panels, traceql_of
 from scripts.doctor.variables import (
     InterpolationError,
     format_duration,

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from scripts.o11y import compare, load, plot
+from scripts.o11y import compare, load, open_loop, plot
 
 
 def _result(latencies_ms: dict[str, list[float]], failures: int = 0) -> dict:
-    rec = load.Recording(rate=10, duration_s=10.0, late_s=0.01)
+    rec = open_loop.Recording(rate=10, duration_s=10.0, late_s=0.01)
     for route, values in latencies_ms.items():
         for i, ms in enumerate(values):
             status = 503 if i < failures else 200
-            rec.samples.append(load.Sample(route, i / 10, i / 10, ms / 1000, ms / 1000, load.Outcome(status)))
+            outcome = open_loop.Outcome(status)
+            rec.samples.append(open_loop.Sample(route, i / 10, i / 10, ms / 1000, ms / 1000, outcome))
     rec.scheduled = len(rec.samples)
     return load.result_dict(rec, {"rate": 10}, 0.0)
 
@@ -58,11 +59,11 @@ def test_plot_is_a_png(tmp_path: Path) -> None:
 def test_load_result_rejects_other_files(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text(json.dumps({"kind": "something"}))
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(load.LoadError, match="not an `o11y load --out` file"):
+    with pytest.raises(open_loop.LoadError, match="not an `o11y load --out` file"):
         load.load_result(tmp_path / "x.json")
-    with pytest.raises(load.LoadError, match="not JSON"):
+    with pytest.raises(open_loop.LoadError, match="not JSON"):
         load.load_result(tmp_path / "bad.json")
-    with pytest.raises(load.LoadError, match="cannot read"):
+    with pytest.raises(open_loop.LoadError, match="cannot read"):
         load.load_result(tmp_path / "missing.json")
 
 

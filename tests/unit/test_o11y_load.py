@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from scripts.o11y import load, stats
+from scripts.o11y import load, open_loop, stats
 
 
 # --- percentiles -----------------------------------------------------------------------------
@@ -54,15 +54,15 @@ def test_percentile_rejects_bad_input() -> None:
 
 # --- the open-loop scheduler ----------------------------------------------------------------
 def _sleeper(seconds: float):  # a request that takes `seconds`
-    async def fire(route: str) -> load.Outcome:
+    async def fire(route: str) -> open_loop.Outcome:
         await asyncio.sleep(seconds)
-        return load.Outcome(200)
+        return open_loop.Outcome(200)
 
     return fire
 
 
 def test_sends_at_the_arrival_rate_whatever_the_responses() -> None:
-    rec = asyncio.run(load.run_open_loop(40, 0.5, _sleeper(0.2), lambda: "evaluate"))
+    rec = asyncio.run(open_loop.run_open_loop(40, 0.5, _sleeper(0.2), lambda: "evaluate"))
     assert rec.scheduled == 20 and rec.unsent == 0
     # due times are i/rate, independent of how long responses take (a closed loop would space
     # them by the 0.2 s response time and send only 3)
@@ -73,7 +73,7 @@ def test_sends_at_the_arrival_rate_whatever_the_responses() -> None:
 def test_latency_counts_from_the_intended_time_when_sends_fall_behind() -> None:
     """One request at a time, 0.2 s each, due every 0.05 s: the k-th one sent waits >= 0.15 k s
     for its turn, and that wait is in its latency (no coordinated omission)."""
-    rec = asyncio.run(load.run_open_loop(20, 1.0, _sleeper(0.2), lambda: "evaluate", max_inflight=1))
+    rec = asyncio.run(open_loop.run_open_loop(20, 1.0, _sleeper(0.2), lambda: "evaluate", max_inflight=1))
     samples = sorted(rec.samples, key=lambda s: s.intended_s)
     assert len(samples) >= 2
     for k, s in enumerate(samples):
@@ -87,10 +87,10 @@ def test_latency_counts_from_the_intended_time_when_sends_fall_behind() -> None:
 def test_forever_runs_until_stopped_and_hands_over_windows() -> None:
     windows: list[int] = []
 
-    async def go() -> load.Recording:
+    async def go() -> open_loop.Recording:
         stop = asyncio.Event()
         asyncio.get_running_loop().call_later(2.5, stop.set)
-        return await load.run_open_loop(20, None, _sleeper(0.01), lambda: "records", stop=stop,
+        return await open_loop.run_open_loop(20, None, _sleeper(0.01), lambda: "records", stop=stop,
                                         window_s=1.0, on_window=lambda s, _secs: windows.append(len(s)))
 
     rec = asyncio.run(go())
@@ -100,22 +100,22 @@ def test_forever_runs_until_stopped_and_hands_over_windows() -> None:
 
 
 def test_a_failing_request_is_a_sample_not_a_crash() -> None:
-    async def broken(route: str) -> load.Outcome:
+    async def broken(route: str) -> open_loop.Outcome:
         raise RuntimeError("boom")
 
-    rec = asyncio.run(load.run_open_loop(20, 0.2, broken, lambda: "partner"))
+    rec = asyncio.run(open_loop.run_open_loop(20, 0.2, broken, lambda: "partner"))
     assert len(rec.samples) == 4
     assert all(not s.outcome.ok and "boom" in (s.outcome.error or "") for s in rec.samples)
 
 
 # --- results ---------------------------------------------------------------------------------
-def _sample(route: str, ms: float, status: int | None, trace: str | None = None) -> load.Sample:
-    outcome = load.Outcome(status, None if status else "x", trace)
-    return load.Sample(route, 0.0, 0.0, ms / 1000, ms / 1000, outcome)
+def _sample(route: str, ms: float, status: int | None, trace: str | None = None) -> open_loop.Sample:
+    outcome = open_loop.Outcome(status, None if status else "x", trace)
+    return open_loop.Sample(route, 0.0, 0.0, ms / 1000, ms / 1000, outcome)
 
 
 def test_result_counts_errors_per_route_and_keeps_the_slowest_trace_ids() -> None:
-    rec = load.Recording(rate=10, duration_s=2.0, late_s=0.01, scheduled=5)
+    rec = open_loop.Recording(rate=10, duration_s=2.0, late_s=0.01, scheduled=5)
     rec.samples = [_sample("evaluate", 10, 200, "a"), _sample("evaluate", 90, 503, "b"),
                    _sample("evaluate", 50, None), _sample("records", 5, 200), _sample("records", 7, 404)]
     result = load.result_dict(rec, {"rate": 10}, 0.0)
@@ -134,7 +134,7 @@ def test_mix_is_normalised_and_checked() -> None:
     for bad, why in [("search=1", "ROUTE one of"), ("evaluate", "ROUTE=WEIGHT"),
                      ("evaluate=x", "not a number"), ("evaluate=-1", ">= 0"), ("evaluate=0", "at least one"),
                      ("evaluate=1,evaluate=2", "twice"), ("evaluate=nan", "finite")]:
-        with pytest.raises(load.LoadError, match=why):
+        with pytest.raises(open_loop.LoadError, match=why):
             load.parse_mix(bad)
 
 
@@ -143,16 +143,16 @@ def test_durations() -> None:
     assert load.parse_duration("2m") == 120.0
     assert load.parse_duration("forever") is None
     for bad in ("0", "-5s", "soon", "inf"):
-        with pytest.raises(load.LoadError):
+        with pytest.raises(open_loop.LoadError):
             load.parse_duration(bad)
-    with pytest.raises(load.LoadError, match="> 0"):
-        load.check_rate(0)
+    with pytest.raises(open_loop.LoadError, match="> 0"):
+        open_loop.check_rate(0)
 
 
 def test_partner_address_follows_the_network_contract() -> None:
     assert load.partner_url_for("http://127.0.0.1:8000") == "http://127.0.0.1:8001"
     assert load.partner_url_for("http://sample-service:8000/") == "http://partner-api:8001"
-    with pytest.raises(load.LoadError, match="--partner-url"):
+    with pytest.raises(open_loop.LoadError, match="--partner-url"):
         load.partner_url_for("http://example.com")
 
 
