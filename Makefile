@@ -16,13 +16,14 @@ PYTEST_ARGS ?=
 help:
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
 
-# Every package the venv gets is pinned with its hashes in requirements/dev.lock (runtime + tools +
-# bench + dev); the project itself goes in on top without dependencies, so nothing unlocked slips in.
-$(VENV)/.installed: pyproject.toml requirements/dev.lock
+# Every package the venv gets is pinned with its hashes: the build tools (pip, setuptools) in
+# requirements/build.lock, the rest in requirements/dev.lock (runtime + tools + bench + dev). The project
+# goes in on top without dependencies and without build isolation, so nothing unlocked slips in.
+$(VENV)/.installed: pyproject.toml requirements/build.lock requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --require-hashes -r requirements/build.lock
 	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV)/.installed ## create the virtualenv from requirements/dev.lock
@@ -42,6 +43,8 @@ $(UV):
 	$(O11Y_CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
 
 lock: $(UV) ## re-lock requirements/*.lock after a pyproject edit (bump: LOCK_ARGS=--upgrade), then gate it
+	$(UV) pip compile requirements/build.in --generate-hashes --python-version 3.11 --python-platform linux \
+		--no-header --annotation-style line --quiet -o requirements/build.lock
 	$(UV_COMPILE) $(LOCK_ARGS) -o requirements/runtime.lock
 	$(UV_COMPILE) $(LOCK_ARGS) --extra tools --extra bench --extra dev -o requirements/dev.lock
 	$(MAKE) venv

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 RUNTIME_LOCK = REPO / "requirements" / "runtime.lock"
 DEV_LOCK = REPO / "requirements" / "dev.lock"
+BUILD_LOCK = REPO / "requirements" / "build.lock"
 
 # A pin line of a `--generate-hashes` lock: `name==version \` followed by its `--hash=` lines.
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)\s*\\$")
@@ -121,8 +122,23 @@ def test_the_image_imports_only_what_the_runtime_lock_installs() -> None:
 
 def test_service_image_and_venv_install_their_lock_with_hashes() -> None:
     dockerfile = (REPO / "sample_service" / "Dockerfile").read_text()
+    assert "pip install --require-hashes -r requirements/build.lock" in dockerfile
     assert "pip install --require-hashes -r requirements/runtime.lock" in dockerfile
-    assert "pip install --no-deps ." in dockerfile
+    assert "pip install --no-deps --no-build-isolation ." in dockerfile
     makefile = (REPO / "Makefile").read_text()
+    assert "pip install -q --require-hashes -r requirements/build.lock" in makefile
     assert "pip install -q --require-hashes -r requirements/dev.lock" in makefile
-    assert "pip install -q --no-deps -e ." in makefile
+    assert "pip install -q --no-deps --no-build-isolation -e ." in makefile
+
+
+def test_build_tools_are_locked_and_satisfy_the_build_backend() -> None:
+    """pip and the build backend come from build.lock (hashed), and that setuptools is one pyproject's
+    [build-system] accepts: with --no-build-isolation nothing else is fetched to build the project."""
+    pins = lock_pins(BUILD_LOCK)
+    assert set(pins) == {"pip", "setuptools"}, pins
+    build_requires = [Requirement(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())[
+        "build-system"]["requires"]]
+    for req in build_requires:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"build requirement {req} not in build.lock"
+        assert req.specifier.contains(pins[name]), f"build.lock pins {name}=={pins[name]}, outside {req}"
