@@ -94,7 +94,9 @@ def _key_value(key: str, value: Any) -> bytes:
     return _ld(b"\x0a", _str(key)) + _ld(b"\x12", any_value(value))
 
 
-_SCALARS = frozenset({str, int, float, bool})
+# Floats are not cached: they are durations and sizes, almost never equal twice, and caching them
+# would only fill the table until it is cleared, evicting the pairs that do repeat.
+_CACHED = frozenset({str, int, bool})
 _KV_CACHE_MAX = 8192  # entries per table
 _SHORT = 64  # longer string values are unlikely to repeat: not cached
 
@@ -111,7 +113,7 @@ def _attributes_for(tag: bytes) -> Any:
         parts = []
         for key, value in attrs.items():
             cls = value.__class__
-            if cls in _SCALARS and (cls is not str or len(value) <= _SHORT):
+            if cls in _CACHED and (cls is not str or len(value) <= _SHORT):
                 ck = (key, cls, value)
                 encoded = table.get(ck)
                 if encoded is None:
