@@ -24,18 +24,16 @@ import argparse
 import datetime as dt
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import report, workloads
-from benchmarks.procs import http_get_text
+from benchmarks.outage import run_outage
 from benchmarks.report import CaseResult, OutageResult, Target
 from benchmarks.rounds import Arm, compare, run_rounds
-from benchmarks.stack import BenchStack, Dataset, Service, find_collector, log, sdk_drop_counts, work_dir
+from benchmarks.stack import BenchStack, Dataset, Service, find_collector, log, work_dir
 from benchmarks.workloads import EVALUATE_PATH, TRIVIAL_PATH
 from benchmarks.wrk import WrkResult, run_wrk, wrk_binary
 
@@ -136,95 +134,11 @@ def service_arm(
     return Arm(name, label, f"{svc.url}{path}", script, prepare, pid=svc.proc.pid)
 
 
-def run_outage(cfg: Config, stack: BenchStack, svc: Service, script: Path) -> OutageResult:
-    """Full telemetry under load; the collector is stopped for ``outage_s`` then started again."""
-    log(f"collector outage: {cfg.outage_s:g}s under load (RSS and SDK drop counters sampled)")
-    if not stack.collector_up:
-        stack.start_collector()
-    arm = Arm("outage", "outage", f"{svc.url}{TRIVIAL_PATH}", script)
-    _wrk(cfg, arm, max(cfg.warmup_s, 5.0))
-    before = svc.proc.rss_bytes()
-    drops_before = sdk_drop_counts(http_get_text(f"{svc.url}/metrics"))
-    stack.stop_collector()
-    started = time.monotonic()
-    wrk_cmd = [
-        wrk_binary(),
-        f"-t{cfg.threads}",
-        f"-c{cfg.connections}",
-        f"-d{max(1, round(cfg.outage_s))}s",
-        "--timeout=5s",
-        "-s",
-        str(script),
-        arm.url,
-    ]
-    if cfg.load_core is not None:
-        wrk_cmd = ["taskset", "-c", str(cfg.load_core), *wrk_cmd]
-    samples: list[dict[str, float]] = []
-    interval = 1.0 if cfg.outage_s <= 120 else 5.0
-    proc = subprocess.Popen(
-        wrk_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        deadline = started + cfg.outage_s + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(interval)
-            sample: dict[str, float] = {
-                "t": round(time.monotonic() - started, 1),
-                "rss_mb": svc.proc.rss_bytes() / 2**20,
-            }
-            try:
-                counts = sdk_drop_counts(http_get_text(f"{svc.url}/metrics", timeout=5))
-                sample.update(
-                    {
-                        k: v - drops_before.get(k, 0.0) if k.endswith(("dropped", "processed")) else v
-                        for k, v in counts.items()
-                    }
-                )
-            except OSError as exc:
-                sample["scrape_error"] = 1.0
-                log(f"  /metrics scrape failed during the outage: {exc}")
-            samples.append(sample)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
-    end_rss = svc.proc.rss_bytes()
-    drops = sdk_drop_counts(http_get_text(f"{svc.url}/metrics"))
-    drops = {
-        k: v - drops_before.get(k, 0.0) if k.endswith(("dropped", "processed")) else v
-        for k, v in drops.items()
-    }
-    stack.start_collector()
-    # Recovery: load again for a while with the collector back; the queues drain, RSS should settle.
-    _wrk(cfg, arm, max(cfg.warmup_s, 5.0))
-    after = svc.proc.rss_bytes()
-    from benchmarks.wrk import parse_output
-
-    try:
-        res = parse_output(out)
-        requests, errors = res.requests, res.error_count
-    except Exception:
-        requests, errors = 0, -1
-        log(f"  wrk output unreadable: {err[-500:]}")
-    rss = [s["rss_mb"] for s in samples] or [end_rss / 2**20]
-    return OutageResult(
-        cfg.outage_s,
-        before / 2**20,
-        max(max(rss), before / 2**20),
-        end_rss / 2**20,
-        after / 2**20,
-        drops,
-        samples,
-        requests,
-        errors,
-    )
-
-
 def run(cfg: Config, out_dir: Path, collector_bin: Path, keep_dir: Path | None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     cases: list[CaseResult] = []
     outage: OutageResult | None = None
+    failed = ""
     with (
         work_dir(keep_dir) as wd,
         BenchStack(
@@ -352,7 +266,12 @@ def run(cfg: Config, out_dir: Path, collector_bin: Path, keep_dir: Path | None) 
             # A fresh instance, so its RSS is not inherited from the cases above.
             stack.stop_service(svc_on)
             svc = stack.start_service("outage", telemetry=True, extra_env=cfg.service_env)
-            outage = run_outage(cfg, stack, svc, trivial)
+            try:
+                outage = run_outage(cfg, stack, svc, trivial, lambda arm, seconds: _wrk(cfg, arm, seconds))
+            except Exception as exc:
+                # This case is a failure, said plainly; the harness still writes what it measured.
+                failed = f"bench collector_outage_rss: FAILED ({type(exc).__name__}: {exc})"
+                log(failed)
 
         meta = {
             "timestamp": stamp,
@@ -380,6 +299,9 @@ def run(cfg: Config, out_dir: Path, collector_bin: Path, keep_dir: Path | None) 
         print(c.line(), flush=True)
     if outage is not None:
         print(outage.line(), flush=True)
+    if failed:
+        print(failed.splitlines()[0], flush=True)
+        return 1
     return 0
 
 

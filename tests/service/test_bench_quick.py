@@ -117,3 +117,68 @@ def test_quick_mode_runs_every_case_and_reports(tmp_path: Path) -> None:
 
     leftovers = [pid for pid in doc["meta"]["pids"] if _alive(pid)]
     assert not leftovers, f"processes left running: {leftovers}"
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.timeout(300)
+def test_a_service_dying_in_the_outage_fails_the_case_plainly_and_keeps_the_others(tmp_path: Path) -> None:
+    """The first full run of this session's `make bench` lost every case's line when the outage
+    case's service was killed: the harness went on scraping a dead port for the whole window, then
+    died on the last scrape. Now the case stops at once, says why, and the cases before it stay."""
+    out_dir = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_")) or k == "O11Y_CACHE"}
+    if os.environ.get("O11Y_BENCH_COLLECTOR_BIN"):
+        env["O11Y_BENCH_COLLECTOR_BIN"] = os.environ["O11Y_BENCH_COLLECTOR_BIN"]
+    outage_s = 120
+    harness = subprocess.Popen(
+        [
+            sys.executable, "-m", "benchmarks.run", "--quick", "--no-build",
+            "--cases", "collector_down,collector_outage_rss", "--outage-seconds", str(outage_s),
+            "--duration", "1", "--warmup", "1", "--run-warmup", "0",
+            "--users", "60", "--heavy-user-records", "300", "--connections", "8", "--out-dir", str(out_dir),
+        ],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert harness.stderr is not None
+        seen = []
+        for line in harness.stderr:  # bounded: the harness ends, or the timeout mark stops the test
+            seen.append(line)
+            if line.startswith("[bench] collector outage:"):
+                break
+        else:
+            raise AssertionError("the outage never started:\n" + "".join(seen[-40:]))
+        services = [p for p in _children(harness.pid) if "benchmarks.app:create_app" in _cmdline(p)]
+        assert len(services) == 1, f"expected the outage instance alone: {services}"
+        os.kill(services[0], 9)
+        out, err = harness.communicate(timeout=outage_s)  # well before the window would have ended
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait(timeout=30)
+    err = "".join(seen) + err
+    assert harness.returncode == 1, f"rc={harness.returncode}\n{out}\n{err[-4000:]}"
+    lines = [ln for ln in out.splitlines() if ln.startswith("bench ")]
+    assert LINE.match(lines[0]) and lines[0].startswith("bench collector_down:"), out
+    assert lines[-1].startswith(
+        "bench collector_outage_rss: FAILED (OutageCaseError: the service exited during the outage"
+    ), out
+    (json_path,) = out_dir.glob("*.json")
+    doc = json.loads(json_path.read_text())
+    assert [c["name"] for c in doc["cases"]] == ["collector_down"]
+    leftovers = [pid for pid in doc["meta"]["pids"] if _alive(pid)]
+    assert not leftovers, f"processes left running: {leftovers}"
