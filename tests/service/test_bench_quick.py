@@ -117,6 +117,10 @@ def test_quick_mode_runs_every_case_and_reports(tmp_path: Path) -> None:
 
     leftovers = [pid for pid in doc["meta"]["pids"] if _alive(pid)]
     assert not leftovers, f"processes left running: {leftovers}"
+    # The bench collector must accept everything at once (benchmarks/collector.yaml): a refusal means
+    # the service was measured retrying, not exporting. Its queues once filled under this load.
+    collector_log = (tmp_path / "work" / "collector.log").read_text()
+    assert "Rejecting data" not in collector_log, collector_log[-3000:]
 
 
 def _children(pid: int) -> list[int]:
