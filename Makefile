@@ -32,8 +32,9 @@ venv: $(VENV)/.installed ## create the virtualenv from requirements/dev.lock
 # pinned uv, installed into the cache so it never enters a lock itself.
 UV_VERSION := 0.13.9
 UV := $(O11Y_CACHE)/uv-$(UV_VERSION)/bin/uv
-UV_COMPILE := $(UV) pip compile pyproject.toml --generate-hashes --python-version 3.11 \
-	--python-platform linux --no-header --annotation-style line --quiet
+UV_COMPILE_FLAGS := --generate-hashes --python-version 3.11 --python-platform linux --no-header \
+	--annotation-style line --quiet
+UV_COMPILE := $(UV) pip compile pyproject.toml $(UV_COMPILE_FLAGS)
 # What vouches for a new lock: the lean telemetry paths must still equal the SDK's output (DEVELOPERS.md).
 LOCK_GATE_TESTS ?= tests/unit/test_telemetry_otlp_wire.py tests/unit/test_telemetry_lean_trace.py \
 	tests/unit/test_telemetry_fastpaths.py tests/unit/test_telemetry_compat.py tests/static/test_dependencies.py
@@ -43,8 +44,7 @@ $(UV):
 	$(O11Y_CACHE)/uv-$(UV_VERSION)/bin/pip install -q uv==$(UV_VERSION)
 
 lock: $(UV) ## re-lock requirements/*.lock after a pyproject edit (bump: LOCK_ARGS=--upgrade), then gate it
-	$(UV) pip compile requirements/build.in --generate-hashes --python-version 3.11 --python-platform linux \
-		--no-header --annotation-style line --quiet -o requirements/build.lock
+	$(UV) pip compile requirements/build.in $(UV_COMPILE_FLAGS) -o requirements/build.lock
 	$(UV_COMPILE) $(LOCK_ARGS) -o requirements/runtime.lock
 	$(UV_COMPILE) $(LOCK_ARGS) --extra tools --extra bench --extra dev -o requirements/dev.lock
 	$(MAKE) venv

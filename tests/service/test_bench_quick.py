@@ -49,13 +49,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _harness_env() -> dict[str, str]:
+    """The caller's environment without its service/OTel settings (the harness sets its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_")) or k == "O11Y_CACHE"}
+    if os.environ.get("O11Y_BENCH_COLLECTOR_BIN"):  # a collector built elsewhere (default: the cache)
+        env["O11Y_BENCH_COLLECTOR_BIN"] = os.environ["O11Y_BENCH_COLLECTOR_BIN"]
+    return env
+
+
 @pytest.mark.timeout(420)
 def test_quick_mode_runs_every_case_and_reports(tmp_path: Path) -> None:
     assert shutil.which("wrk"), "wrk missing: `make system-deps`"
     out_dir = tmp_path / "results"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_")) or k == "O11Y_CACHE"}
-    if os.environ.get("O11Y_BENCH_COLLECTOR_BIN"):  # a collector built elsewhere (default: the cache)
-        env["O11Y_BENCH_COLLECTOR_BIN"] = os.environ["O11Y_BENCH_COLLECTOR_BIN"]
+    env = _harness_env()
     proc = subprocess.run(
         [
             sys.executable,
@@ -144,9 +150,7 @@ def test_a_service_dying_in_the_outage_fails_the_case_plainly_and_keeps_the_othe
     case's service was killed: the harness went on scraping a dead port for the whole window, then
     died on the last scrape. Now the case stops at once, says why, and the cases before it stay."""
     out_dir = tmp_path / "results"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("O11Y_", "OTEL_")) or k == "O11Y_CACHE"}
-    if os.environ.get("O11Y_BENCH_COLLECTOR_BIN"):
-        env["O11Y_BENCH_COLLECTOR_BIN"] = os.environ["O11Y_BENCH_COLLECTOR_BIN"]
+    env = _harness_env()
     outage_s = 120
     harness = subprocess.Popen(
         [
