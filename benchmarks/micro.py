@@ -31,6 +31,7 @@ from opentelemetry.context import attach, detach
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, set_span_in_context
@@ -153,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     # request's shape: server span activated, one child span, both ended — SDK vs lean, same process.
     lean = tracer_for(provider, "bench")
     results.append(("  … the same, LeanTracer", _time(server_span(lean), 20_000)))
+    # 10 % head sampling (parentbased_traceidratio): 9 requests in 10 get a non-recording span.
+    sampled = TracerProvider(resource=resource, shutdown_on_exit=False, sampler=ParentBasedTraceIdRatio(0.1))
+    results.append(("  … SDK tracer, 10 % sampled (parentbased_traceidratio)",
+                    _time(server_span(sampled.get_tracer("bench")), 20_000)))
+    results.append(("  … LeanTracer, 10 % sampled", _time(server_span(tracer_for(sampled, "bench")), 20_000)))
 
     def request_shape(t: Any) -> Callable[[], None]:
         def run() -> None:

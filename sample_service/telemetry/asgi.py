@@ -118,14 +118,14 @@ class ServerTelemetryMiddleware:
         tracer = self._tracer
         span = None
         if tracer is not None:
-            attributes = self._start_attributes(scope, method, raw_method)
             if self._attributes_at_start:
                 span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER,
-                                         attributes=attributes)
-            else:
+                                         attributes=self._start_attributes(scope, method, raw_method))
+            else:  # built only for a span that records (an unsampled request skips it)
                 span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER)
                 if span.is_recording():
-                    set_clean_attributes(span, attributes, self._allowed)
+                    start_attributes = self._start_attributes(scope, method, raw_method)
+                    set_clean_attributes(span, start_attributes, self._allowed)
             context_token = attach(set_span_in_context(span))
             tracer_token = set_active_tracer(tracer)
             if span.is_recording() and options.request_headers is not None:

@@ -29,7 +29,7 @@ from operator import attrgetter
 from random import getrandbits
 from time import time_ns
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
@@ -61,6 +61,7 @@ _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _DEFAULT_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 _EMPTY_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
+_RATIO_ID_MASK = sampling.TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio sampler reads the low 64 bits
 _NEW = tuple.__new__
 
 
@@ -347,18 +348,42 @@ class _UseSpan:
                 span.end()
 
 
-def _sampler_fast_path(sampler: Any) -> str | None:
-    """"on" for always_on, "parent" for parentbased_always_on with the default delegates, else None
-    (then the sampler itself is asked, exactly as the SDK asks it)."""
+class _FastSampler(NamedTuple):
+    """A sampler whose answer is known without asking it: the SDK's built-in ones (ALWAYS_ON/OFF,
+    TraceIdRatioBased, and ParentBased over them with the default delegates). Their result keeps
+    the parent's trace state (or none) and the given attributes, so only the decision is computed:
+    ``follows_parent``: a parent's sampled flag decides; ``root_bound``: None samples, else sample
+    when the trace id's low 64 bits are under it (the ratio sampler's own rule; 0 never samples)."""
+
+    follows_parent: bool
+    root_bound: int | None
+
+
+def _root_bound(sampler: Any) -> tuple[bool, int | None]:
     if sampler is sampling.ALWAYS_ON:
-        return "on"
-    if isinstance(sampler, sampling.ParentBased):
+        return True, None
+    if sampler is sampling.ALWAYS_OFF:
+        return True, 0
+    if type(sampler) is sampling.TraceIdRatioBased:  # exact: a subclass may decide otherwise
+        return True, sampler.bound
+    return False, None
+
+
+def _sampler_fast_path(sampler: Any) -> _FastSampler | None:
+    """The sampler's rule when it is one of the SDK's built-ins above, else None (then the sampler
+    itself is asked, exactly as the SDK asks it)."""
+    known, bound = _root_bound(sampler)
+    if known:
+        return _FastSampler(False, bound)
+    if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
         on, off = sampling.ALWAYS_ON, sampling.ALWAYS_OFF
         # order: root, remote sampled, remote not sampled, local sampled, local not sampled
         delegates = compat.parent_based_delegates(sampler)
-        if delegates is not None and all(d is want for d, want in zip(delegates, (on, on, off, on, off),
+        if delegates is not None and all(d is want for d, want in zip(delegates[1:], (on, off, on, off),
                                                                           strict=True)):
-            return "parent"
+            known, bound = _root_bound(delegates[0])
+            if known:
+                return _FastSampler(True, bound)
     return None
 
 
@@ -411,18 +436,27 @@ class LeanTracer(trace_api.Tracer):
             parent = None
 
         fast = self._fast
-        if fast is not None and not links and (fast == "on" or parent is None or parent.trace_flags.sampled):
-            # always_on, or the default parent-based sampler with a sampled (or no) parent: sampled,
-            # no sampler attributes, the parent's trace state kept — what the sampler would answer.
+        if fast is not None and not links:
+            # The built-in sampler's answer (see _FastSampler), the SDK's flags and trace state.
             if parent is None:
                 trace_id = self._new_trace_id()
-                flags = _SAMPLED_RANDOM if self._random_flag else _SAMPLED
+                random_ids = self._random_flag
                 trace_state = _EMPTY_TRACE_STATE
             else:
                 trace_id = parent.trace_id
-                flags = _SAMPLED_RANDOM if parent.trace_flags.random_trace_id else _SAMPLED
+                random_ids = parent.trace_flags.random_trace_id
                 trace_state = parent.trace_state
+            if fast.follows_parent and parent is not None:
+                sampled = parent.trace_flags.sampled
+            else:
+                sampled = fast.root_bound is None or trace_id & _RATIO_ID_MASK < fast.root_bound
+            if random_ids:
+                flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
+            else:
+                flags = _SAMPLED if sampled else _DEFAULT
             span_context = _span_context(trace_id, self._new_span_id(), flags, trace_state)
+            if not sampled:
+                return NonRecordingSpan(span_context)
             initial = attributes
         else:
             trace_id = self._new_trace_id() if parent is None else parent.trace_id
@@ -433,7 +467,9 @@ class LeanTracer(trace_api.Tracer):
                 flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
             else:
                 flags = _SAMPLED if sampled else _DEFAULT
-            span_context = _span_context(trace_id, self._new_span_id(), flags, result.trace_state)
+            # SpanContext() turns a sampler's "no trace state" into the empty one; _span_context skips it.
+            trace_state = result.trace_state if result.trace_state is not None else _EMPTY_TRACE_STATE
+            span_context = _span_context(trace_id, self._new_span_id(), flags, trace_state)
             if not result.decision.is_recording():
                 return NonRecordingSpan(span_context)
             initial = result.attributes  # the SDK's span starts with what the sampler returns

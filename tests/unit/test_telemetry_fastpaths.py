@@ -39,8 +39,15 @@ def test_only_attribute_blind_samplers_skip_start_attributes() -> None:
 
     assert sampler_ignores_attributes(tracer(sampling.ParentBased(sampling.ALWAYS_ON)))
     assert sampler_ignores_attributes(tracer(sampling.ALWAYS_ON))
-    assert not sampler_ignores_attributes(tracer(sampling.ParentBased(sampling.TraceIdRatioBased(0.5))))
-    assert not sampler_ignores_attributes(tracer(sampling.TraceIdRatioBased(0.5)))
+    assert sampler_ignores_attributes(tracer(sampling.ParentBased(sampling.TraceIdRatioBased(0.5))))
+    assert sampler_ignores_attributes(tracer(sampling.TraceIdRatioBased(0.5)))
+    assert sampler_ignores_attributes(tracer(sampling.ParentBasedTraceIdRatio(0.5)))
+
+    class ReadsAttributes(sampling.TraceIdRatioBased):  # a subclass may look at them
+        pass
+
+    assert not sampler_ignores_attributes(tracer(ReadsAttributes(0.5)))
+    assert not sampler_ignores_attributes(tracer(sampling.ParentBased(ReadsAttributes(0.5))))
 
 
 async def test_access_record_emitted_directly_carries_context_and_catalog_attributes(rig: Rig) -> None:

@@ -22,6 +22,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
     get_current_span,
     set_span_in_context,
 )
@@ -88,44 +89,68 @@ def _provider(sampler=None, **kwargs) -> tuple[TracerProvider, InMemorySpanExpor
     return provider, exported
 
 
-@pytest.mark.parametrize(
-    "sampler",
-    [
-        sampling.ALWAYS_ON,
-        sampling.ALWAYS_OFF,
-        sampling.DEFAULT_ON,
-        sampling.DEFAULT_OFF,
-        sampling.TraceIdRatioBased(0.5),
-        sampling.ParentBasedTraceIdRatio(0.5),
-    ],
-    ids=lambda s: s.get_description(),
-)
-def test_sampling_decisions_and_flags_match_the_sdk(sampler) -> None:
+class _PickyRatio(sampling.TraceIdRatioBased):
+    """A subclass that decides otherwise: the lean tracer must ask it, not apply the ratio rule."""
+
+    def should_sample(self, parent_context, trace_id, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return sampling.ALWAYS_ON.should_sample(parent_context, trace_id, *args, **kwargs)
+
+
+_SAMPLERS = [
+    sampling.ALWAYS_ON,
+    sampling.ALWAYS_OFF,
+    sampling.DEFAULT_ON,
+    sampling.DEFAULT_OFF,
+    sampling.TraceIdRatioBased(0.5),
+    sampling.TraceIdRatioBased(0.0),
+    sampling.TraceIdRatioBased(1.0),
+    sampling.ParentBasedTraceIdRatio(0.5),
+    sampling.ParentBased(sampling.TraceIdRatioBased(0.25)),
+    # not the default delegates, or a sampler of its own: asked, not short-cut
+    sampling.ParentBased(sampling.ALWAYS_ON, remote_parent_not_sampled=sampling.ALWAYS_ON),
+    sampling.ParentBased(_PickyRatio(0.0)),
+]
+
+
+@pytest.mark.parametrize("sampler", _SAMPLERS, ids=lambda s: s.get_description())
+def test_sampling_decisions_flags_and_trace_state_match_the_sdk(sampler) -> None:
     provider, _ = _provider(sampler)
     sdk = provider.get_tracer("t")
     lean = tracer_for(provider, "t")
     assert isinstance(lean, LeanTracer)
+    vendor = TraceState([("vendor", "v1")])
     parents = [
         None,
-        SpanContext(0x42, 0x7, is_remote=True, trace_flags=TraceFlags(1)),
-        SpanContext(0x42, 0x7, is_remote=True, trace_flags=TraceFlags(0)),
+        SpanContext(0x42, 0x7, is_remote=True, trace_flags=TraceFlags(1), trace_state=vendor),
+        SpanContext(0x42, 0x7, is_remote=True, trace_flags=TraceFlags(0), trace_state=vendor),
         SpanContext(0x43, 0x8, is_remote=False, trace_flags=TraceFlags(3)),
+        SpanContext(0x43, 0x8, is_remote=False, trace_flags=TraceFlags(2)),
         SpanContext(2**127 - 1, 0x9, is_remote=True, trace_flags=TraceFlags(1)),  # ratio sampler: high id
     ]
+    decided = set()
     for parent in parents:
         ctx = set_span_in_context(NonRecordingSpan(parent)) if parent is not None else None
-        for _ in range(20):  # root spans: random trace ids, both decisions of a ratio sampler
+        for _ in range(40):  # root spans: random trace ids, both decisions of a ratio sampler
             a = sdk.start_span("x", context=ctx)
             b = lean.start_span("x", context=ctx)
+            got = b.get_span_context()
             if parent is not None:
                 assert a.is_recording() == b.is_recording()
-                assert a.get_span_context().trace_flags == b.get_span_context().trace_flags
-                assert a.get_span_context().trace_id == b.get_span_context().trace_id == parent.trace_id
+                assert a.get_span_context().trace_flags == got.trace_flags
+                assert a.get_span_context().trace_id == got.trace_id == parent.trace_id
             else:
-                assert b.get_span_context().trace_flags.random_trace_id
-                assert b.get_span_context().is_valid
+                # The same trace id through the SDK's own sampler: the decision the SDK would take.
+                want = sampler.should_sample(None, got.trace_id, "x").decision.is_sampled()
+                assert b.is_recording() == want == got.trace_flags.sampled
+                assert got.trace_flags.random_trace_id
+                assert got.is_valid
+                decided.add(want)
+            assert got.trace_state == a.get_span_context().trace_state
+            assert isinstance(got.trace_state, TraceState)
             a.end()
             b.end()
+    if "{0.5}" in sampler.get_description():
+        assert decided == {True, False}  # both branches of the ratio rule were taken
 
 
 def test_span_api_rules() -> None:
