@@ -24,13 +24,9 @@ from sample_service.telemetry import compat
 from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import exemplar_for
 from sample_service.telemetry.logs import LogPipeline
+from sample_service.telemetry.sampler_rules import sampler_ignores_attributes
 from sample_service.telemetry.server_options import ServerOptions, full_url
-from sample_service.telemetry.spans import (
-    reset_active_tracer,
-    sampler_ignores_attributes,
-    set_active_tracer,
-    set_clean_attributes,
-)
+from sample_service.telemetry.spans import reset_active_tracer, set_active_tracer, set_clean_attributes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -58,7 +58,8 @@ from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
 from sample_service.telemetry.metrics import fast_observe
 from sample_service.telemetry.providers import tracer_for
-from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
+from sample_service.telemetry.sampler_rules import sampler_ignores_attributes
+from sample_service.telemetry.spans import set_clean_attributes
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider

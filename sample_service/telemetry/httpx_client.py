@@ -29,7 +29,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from sample_service.telemetry import compat
 from sample_service.telemetry.compat import Allowed
 from sample_service.telemetry.exemplars import current_exemplar, exemplar_for
-from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
+from sample_service.telemetry.sampler_rules import sampler_ignores_attributes
+from sample_service.telemetry.spans import set_clean_attributes
 
 _KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -29,12 +29,12 @@ from operator import attrgetter
 from random import getrandbits
 from time import time_ns
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context, attach, detach
-from opentelemetry.sdk.trace import Event, ReadableSpan, sampling
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
@@ -49,6 +49,7 @@ from opentelemetry.trace import (
 )
 
 from sample_service.telemetry import compat
+from sample_service.telemetry.sampler_rules import RATIO_ID_MASK, fast_sampler
 
 _logger = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _SAMPLED_RANDOM = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _DEFAULT_RANDOM = TraceFlags(TraceFlags.DEFAULT | TraceFlags.RANDOM_TRACE_ID)
 _EMPTY_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
-_RATIO_ID_MASK = sampling.TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio sampler reads the low 64 bits
 _NEW = tuple.__new__
 
 
@@ -348,45 +348,6 @@ class _UseSpan:
                 span.end()
 
 
-class _FastSampler(NamedTuple):
-    """A sampler whose answer is known without asking it: the SDK's built-in ones (ALWAYS_ON/OFF,
-    TraceIdRatioBased, and ParentBased over them with the default delegates). Their result keeps
-    the parent's trace state (or none) and the given attributes, so only the decision is computed:
-    ``follows_parent``: a parent's sampled flag decides; ``root_bound``: None samples, else sample
-    when the trace id's low 64 bits are under it (the ratio sampler's own rule; 0 never samples)."""
-
-    follows_parent: bool
-    root_bound: int | None
-
-
-def _root_bound(sampler: Any) -> tuple[bool, int | None]:
-    if sampler is sampling.ALWAYS_ON:
-        return True, None
-    if sampler is sampling.ALWAYS_OFF:
-        return True, 0
-    if type(sampler) is sampling.TraceIdRatioBased:  # exact: a subclass may decide otherwise
-        return True, sampler.bound
-    return False, None
-
-
-def _sampler_fast_path(sampler: Any) -> _FastSampler | None:
-    """The sampler's rule when it is one of the SDK's built-ins above, else None (then the sampler
-    itself is asked, exactly as the SDK asks it)."""
-    known, bound = _root_bound(sampler)
-    if known:
-        return _FastSampler(False, bound)
-    if type(sampler) in (sampling.ParentBased, sampling.ParentBasedTraceIdRatio):
-        on, off = sampling.ALWAYS_ON, sampling.ALWAYS_OFF
-        # order: root, remote sampled, remote not sampled, local sampled, local not sampled
-        delegates = compat.parent_based_delegates(sampler)
-        if delegates is not None and all(d is want for d, want in zip(delegates[1:], (on, off, on, off),
-                                                                          strict=True)):
-            known, bound = _root_bound(delegates[0])
-            if known:
-                return _FastSampler(True, bound)
-    return None
-
-
 class LeanTracer(trace_api.Tracer):
     """Hands out ``LeanSpan``s; everything it decides with comes from the SDK tracer it wraps."""
 
@@ -402,7 +363,7 @@ class LeanTracer(trace_api.Tracer):
         self._id_generator = sdk_tracer.id_generator
         self._random_ids = type(self._id_generator) is RandomIdGenerator  # may draw the bits itself
         self._random_flag = bool(self._id_generator.is_trace_id_random())  # W3C random-trace-id flag
-        self._fast = _sampler_fast_path(self.sampler)
+        self._fast = fast_sampler(self.sampler)
 
     def _new_trace_id(self) -> int:
         if self._random_ids:
@@ -437,7 +398,7 @@ class LeanTracer(trace_api.Tracer):
 
         fast = self._fast
         if fast is not None and not links:
-            # The built-in sampler's answer (see _FastSampler), the SDK's flags and trace state.
+            # The built-in sampler's answer (sampler_rules.FastSampler), the SDK's flags and trace state.
             if parent is None:
                 trace_id = self._new_trace_id()
                 random_ids = self._random_flag
@@ -449,7 +410,7 @@ class LeanTracer(trace_api.Tracer):
             if fast.follows_parent and parent is not None:
                 sampled = parent.trace_flags.sampled
             else:
-                sampled = fast.root_bound is None or trace_id & _RATIO_ID_MASK < fast.root_bound
+                sampled = fast.root_bound is None or trace_id & RATIO_ID_MASK < fast.root_bound
             if random_ids:
                 flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
             else:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
-from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import Span, Tracer
 
 from sample_service.telemetry import compat
@@ -105,20 +104,3 @@ def set_clean_attributes(
         found[0].update(attributes)
     else:
         span.set_attributes(attributes)
-
-
-# Exact types: a subclass may read the attributes. The ratio sampler decides by the trace id alone
-# and hands the attributes through unchanged, so setting them right after start is the same span.
-_ATTRIBUTE_BLIND = (sampling.StaticSampler, sampling.TraceIdRatioBased)
-_PARENT_BASED = (sampling.ParentBased, sampling.ParentBasedTraceIdRatio)
-
-
-def sampler_ignores_attributes(tracer: Any, allowed: Allowed = compat.private_api) -> bool:
-    """True when the tracer's sampler decides without looking at start attributes (always_on/off,
-    the trace-id ratio, and parent-based over those — the default): then the attributes may be set
-    right after start, and only on a span that records."""
-    sampler = getattr(tracer, "sampler", None)
-    if type(sampler) in _PARENT_BASED:
-        delegates = compat.parent_based_delegates(sampler, allowed)
-        return delegates is not None and all(type(d) in _ATTRIBUTE_BLIND for d in delegates)
-    return type(sampler) in _ATTRIBUTE_BLIND

@@ -8,7 +8,8 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 
 from sample_service.telemetry import catalog
 from sample_service.telemetry.logs import ACCESS_LOGGER
-from sample_service.telemetry.spans import sampler_ignores_attributes, set_clean_attributes
+from sample_service.telemetry.sampler_rules import sampler_ignores_attributes
+from sample_service.telemetry.spans import set_clean_attributes
 from tests.unit.test_telemetry_support import Rig, build_app, client_for, poll_until
 
 
