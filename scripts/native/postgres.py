@@ -187,11 +187,13 @@ class PostgresServer:
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:
         self.init()
+        # Marked started before pg_ctl runs: an interrupt from here on (Ctrl-C while pg_ctl or the
+        # readiness loop runs) still has stop() find and stop the postmaster, which outlives pg_ctl.
+        self._started = True
+        atexit.register(self.stop)
         # -W: we do our own bounded readiness loop so a dying server fails fast with its log.
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", self._server_options(),
                   "-W", "start", timeout=30)
-        self._started = True
-        atexit.register(self.stop)
         started = time.monotonic()
         deadline = started + timeout_s
         while time.monotonic() < deadline:
@@ -297,8 +299,8 @@ class PostgresServer:
                 user = ensure_os_user(str(kwargs.get("os_user", DEFAULT_OS_USER)))
                 os.chown(base, user.pw_uid, user.pw_gid)
             server = cls(data_dir=base / "data", **kwargs)  # type: ignore[arg-type]
-            server.start()
             try:
+                server.start()  # inside: a start interrupted half-way is stopped too
                 yield server
             finally:
                 server.stop()
