@@ -65,8 +65,17 @@ _EMPTY_TRACE_STATE = trace_api.DEFAULT_TRACE_STATE
 _NEW = tuple.__new__
 
 
-def _span_context(trace_id: int, span_id: int, flags: TraceFlags, trace_state: Any) -> SpanContext:
-    # SpanContext.__new__ re-derives is_valid from range checks; our ids are valid by construction.
+def _span_context(
+    trace_id: int, span_id: int, sampled: bool, random_ids: bool, trace_state: Any
+) -> SpanContext:
+    """``SpanContext(...)`` without its checks: is_valid is re-derived from range checks there, and our
+    ids are valid by construction. What it also does is kept: no trace state becomes the empty one."""
+    if random_ids:
+        flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
+    else:
+        flags = _SAMPLED if sampled else _DEFAULT
+    if trace_state is None:
+        trace_state = _EMPTY_TRACE_STATE
     return _NEW(SpanContext, (trace_id, span_id, False, flags, trace_state, True))  # type: ignore[no-any-return]
 
 
@@ -411,11 +420,7 @@ class LeanTracer(trace_api.Tracer):
                 sampled = parent.trace_flags.sampled
             else:
                 sampled = fast.root_bound is None or trace_id & RATIO_ID_MASK < fast.root_bound
-            if random_ids:
-                flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
-            else:
-                flags = _SAMPLED if sampled else _DEFAULT
-            span_context = _span_context(trace_id, self._new_span_id(), flags, trace_state)
+            span_context = _span_context(trace_id, self._new_span_id(), sampled, random_ids, trace_state)
             if not sampled:
                 return NonRecordingSpan(span_context)
             initial = attributes
@@ -424,13 +429,9 @@ class LeanTracer(trace_api.Tracer):
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
             sampled = result.decision.is_sampled()
             random_ids = self._random_flag if parent is None else parent.trace_flags.random_trace_id
-            if random_ids:
-                flags = _SAMPLED_RANDOM if sampled else _DEFAULT_RANDOM
-            else:
-                flags = _SAMPLED if sampled else _DEFAULT
-            # SpanContext() turns a sampler's "no trace state" into the empty one; _span_context skips it.
-            trace_state = result.trace_state if result.trace_state is not None else _EMPTY_TRACE_STATE
-            span_context = _span_context(trace_id, self._new_span_id(), flags, trace_state)
+            span_context = _span_context(
+                trace_id, self._new_span_id(), sampled, random_ids, result.trace_state
+            )
             if not result.decision.is_recording():
                 return NonRecordingSpan(span_context)
             initial = result.attributes  # the SDK's span starts with what the sampler returns
