@@ -25,6 +25,9 @@ what docs/performance.md measured before proposing it to the service):
   ``O11Y_BENCH_SDK_ENCODER=1``     the SDK's own OTLP/HTTP exporters (protobuf objects per span,
                                    attribute and value) instead of the service's ``otlp_wire``
                                    encoder: the "before" of that change, for an interleaved A/B.
+  ``O11Y_BENCH_UNEXPORTED_SPANS=1`` spans made, processed and batched as always, but the exporter
+                                   returns at once (no encoding, no HTTP): what tracing costs the
+                                   event loop apart from the export thread's company.
   ``O11Y_BENCH_ASYNC_SERVICES=1``  the ``services`` dependency overridden by an ``async def`` twin: the
                                    service's sync ``def services(request)`` makes FastAPI hop to
                                    the thread pool (and back) on every request that uses it.
@@ -42,11 +45,13 @@ import contextlib
 import gc
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from benchmarks.workloads import TRIVIAL_PATH
 from sample_service.app import create_app as create_service_app
@@ -115,12 +120,31 @@ def _patch_sdk_encoder() -> None:
     providers.otlp_log_exporter = lambda meter_provider: OTLPLogExporter(meter_provider=meter_provider)  # type: ignore[assignment]
 
 
+class UnexportedSpans(SpanExporter):
+    """Takes each batch and returns at once: no encoding, no HTTP. Counts what it was handed."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.received += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def patch_unexported_spans() -> None:
+    from sample_service.telemetry import providers
+
+    providers.otlp_span_exporter = lambda meter_provider, **_: UnexportedSpans()  # type: ignore[assignment]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """``sample_service.create_app(settings)`` + ``GET /bench/trivial`` (+ the experiment switches)."""
     if _on("O11Y_BENCH_RESOURCE_HASH"):
         _patch_resource_hash()
     if _on("O11Y_BENCH_SDK_ENCODER"):
         _patch_sdk_encoder()
+    if _on("O11Y_BENCH_UNEXPORTED_SPANS"):
+        patch_unexported_spans()
     app = create_service_app(settings if settings is not None else Settings())
     if _on("O11Y_BENCH_ASYNC_SERVICES"):
         app.dependency_overrides[services] = _services_async

@@ -3,6 +3,7 @@
     python -m benchmarks.telemetry_cost                          # trivial endpoint: off / full / full-down
     python -m benchmarks.telemetry_cost --case evaluate          # POST /v1/evaluate (+ Postgres, partner)
     python -m benchmarks.telemetry_cost --breakdown              # + metrics / traces / json / otellogs alone
+    python -m benchmarks.telemetry_cost --configs traces,traces-unexported  # loop share w/o export
     python -m benchmarks.telemetry_cost --worker full --standalone 20000   # one config, for py-spy / cProfile
 
 What it measures. Each configuration runs in its own worker process: the real app
@@ -59,6 +60,8 @@ CONFIGS: dict[str, dict[str, str]] = {
     "bare-mw": dict(_NONE),  # the middleware with no-op metrics, no span, no log
     "metrics": {**_NONE, "O11Y_METRICS_ENABLED": "true"},
     "traces": {**_NONE, "O11Y_TRACES_ENABLED": "true"},
+    # traces with an exporter that returns at once: the loop's share without the export thread
+    "traces-unexported": {**_NONE, "O11Y_TRACES_ENABLED": "true", "O11Y_BENCH_UNEXPORTED_SPANS": "true"},
     "json": {**_NONE, "O11Y_LOG_JSON_STDOUT": "true"},
     "otellogs": {**_NONE, "O11Y_LOGS_ENABLED": "true"},
 }

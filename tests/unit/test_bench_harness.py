@@ -256,3 +256,33 @@ def test_stall_probe_records_loop_lateness_and_gc_pauses(tmp_path: Path, capsys)
     assert sum(doc["gc"]["2"]["counts"]) >= 1  # the explicit full collection
     assert stalls.main([str(tmp_path)]) == 0
     assert "telemetry=True" in capsys.readouterr().out
+
+
+def test_the_unexported_spans_switch_keeps_the_batch_path_and_skips_only_the_export(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``O11Y_BENCH_UNEXPORTED_SPANS`` measures tracing's loop cost without the export thread's work:
+    that only holds if the spans still go through the SDK's batch processor to the exporter."""
+    from benchmarks import app as bench_app
+    from sample_service.settings import Settings
+    from sample_service.telemetry import providers
+    from sample_service.telemetry.bootstrap import setup_telemetry
+
+    monkeypatch.setattr(providers, "otlp_span_exporter", providers.otlp_span_exporter)  # undone after
+    bench_app.patch_unexported_spans()
+    made: list[object] = []
+    factory = providers.otlp_span_exporter
+    monkeypatch.setattr(providers, "otlp_span_exporter",
+                        lambda meter_provider, **kw: made.append(factory(meter_provider, **kw)) or made[-1])
+    tel = setup_telemetry(Settings(shutdown_timeout_s=1.0, log_json_stdout=False, logs_enabled=False,
+                                   telemetry_global_providers=False))
+    try:
+        (exporter,) = made
+        assert isinstance(exporter, bench_app.UnexportedSpans)
+        for i in range(5):
+            tel.tracer.start_span(f"s{i}").end()
+        assert exporter.received == 0  # still queued in the batch processor
+        assert tel.force_flush()
+        assert exporter.received == 5
+    finally:
+        tel.shutdown()
