@@ -268,12 +268,17 @@ def test_the_unexported_spans_switch_keeps_the_batch_path_and_skips_only_the_exp
     from sample_service.telemetry import providers
     from sample_service.telemetry.bootstrap import setup_telemetry
 
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # no timed export while the test looks
     monkeypatch.setattr(providers, "otlp_span_exporter", providers.otlp_span_exporter)  # undone after
     bench_app.patch_unexported_spans()
     made: list[object] = []
-    factory = providers.otlp_span_exporter
-    monkeypatch.setattr(providers, "otlp_span_exporter",
-                        lambda meter_provider, **kw: made.append(factory(meter_provider, **kw)) or made[-1])
+    patched = providers.otlp_span_exporter
+
+    def recording(meter_provider: object, **kwargs: object) -> object:
+        made.append(patched(meter_provider, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(providers, "otlp_span_exporter", recording)
     tel = setup_telemetry(Settings(shutdown_timeout_s=1.0, log_json_stdout=False, logs_enabled=False,
                                    telemetry_global_providers=False))
     try:
