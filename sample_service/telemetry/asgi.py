@@ -120,8 +120,8 @@ class ServerTelemetryMiddleware:
             else:  # built only for a span that records (an unsampled request skips it)
                 span = tracer.start_span(method, context=self._extract(scope), kind=SpanKind.SERVER)
                 if span.is_recording():
-                    start_attributes = self._start_attributes(scope, method, raw_method)
-                    set_clean_attributes(span, start_attributes, self._allowed)
+                    set_clean_attributes(span, self._start_attributes(scope, method, raw_method),
+                                         self._allowed)
             context_token = attach(set_span_in_context(span))
             tracer_token = set_active_tracer(tracer)
             if span.is_recording() and options.request_headers is not None:
